@@ -1,0 +1,39 @@
+# Two commands for a fresh machine: `make train` and `make test`. Each creates or refreshes
+# the virtualenv in .venv first (torch is installed on its own so no resolver pulls another build).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dgm-installed
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install train test test-slow bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev,sweep]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Train the default experiment (VAE on 5,000 embedded MNIST digits, ~3 min on 2 CPU cores).
+train: $(STAMP)
+	$(BIN)/dgm-train $(ARGS)
+
+## The default test suite (about 10 minutes on 2 CPU cores).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+## Long runs, on purpose only: baselines and benchmarks.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/step_overhead.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,3 @@
+from dgm_lab.train import main
+
+main()

@@ -1,0 +1,67 @@
+"""PNG grids of samples, reconstructions and latent interpolations, saved to ``<run>/samples/``
+and, when a W&B logger is attached, logged there too."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+from torchvision.utils import save_image
+
+
+class ImageSamples(pl.Callback):
+    """Every ``every_n_epochs`` validation epochs, write grids from fixed noise and fixed images.
+
+    Uses its own seeded generator so that drawing samples never perturbs the training RNG
+    (resume equivalence depends on that).
+    """
+
+    def __init__(self, every_n_epochs: int = 1, num_samples: int = 64, seed: int = 0,
+                 interpolation_steps: int = 10, folder: str | None = None):
+        self.every_n_epochs = max(1, int(every_n_epochs))
+        self.num_samples = int(num_samples)
+        self.seed = seed
+        self.interpolation_steps = interpolation_steps
+        self.folder = folder
+        self.written: list[str] = []
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.write(trainer, pl_module, tag=f"epoch{trainer.current_epoch + 1:04d}")
+
+    @rank_zero_only
+    def write(self, trainer, pl_module, tag: str) -> None:
+        folder = Path(self.folder or Path(trainer.default_root_dir) / "samples")
+        folder.mkdir(parents=True, exist_ok=True)
+        was_training = pl_module.training
+        pl_module.eval()
+        grids = {"samples": pl_module.sample(self.num_samples, generator=torch.Generator().manual_seed(self.seed))}
+        images = self._fixed_images(trainer, pl_module)
+        if images is not None and hasattr(pl_module, "reconstruct"):
+            grids["reconstructions"] = torch.cat([images, pl_module.reconstruct(images)])
+        if images is not None and hasattr(pl_module, "interpolate") and len(images) >= 2:
+            pairs = min(8, len(images) // 2)
+            grids["interpolations"] = pl_module.interpolate(images[:pairs], images[pairs : 2 * pairs],
+                                                            self.interpolation_steps)
+        pl_module.train(was_training)
+        for kind, grid in grids.items():
+            nrow = self.interpolation_steps if kind == "interpolations" else int(math.sqrt(self.num_samples)) or 8
+            path = folder / f"{kind}_{tag}.png"
+            save_image(grid.float().clamp(0, 1).cpu(), path, nrow=nrow)
+            self.written.append(str(path))
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.log_image(key=f"samples/{kind}", images=[str(path)], step=trainer.global_step)
+
+    def _fixed_images(self, trainer, pl_module):
+        datamodule = trainer.datamodule
+        splits = getattr(datamodule, "splits", None)
+        if not splits or "val" not in splits:
+            return None
+        n = min(self.num_samples // 2, len(splits["val"]))
+        return splits["val"].images[:n].to(pl_module.device)

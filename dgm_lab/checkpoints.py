@@ -1,0 +1,70 @@
+"""Find, load and rebuild from checkpoints. Every checkpoint carries its resolved run config,
+so a model can be rebuilt from the file alone; loading is always ``weights_only=True``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from dgm_lab import builders
+from dgm_lab.errors import CheckpointError
+
+
+def resolve_checkpoint(path: str) -> tuple[Path, Path]:
+    """``path`` is a checkpoint file or a run folder (then: its best checkpoint, else last.ckpt).
+    Returns (checkpoint file, run folder)."""
+    target = Path(path).expanduser().resolve()
+    if target.is_dir():
+        summary = target / "summary.json"
+        best = None
+        if summary.exists():
+            try:
+                best = json.loads(summary.read_text()).get("best", {}).get("checkpoint")
+            except json.JSONDecodeError:
+                best = None
+        candidates = [Path(best)] if best else []
+        candidates.append(target / "checkpoints" / "last.ckpt")
+        for candidate in candidates:
+            if candidate.exists():
+                return candidate, target
+        raise CheckpointError(f"{target} has no checkpoints/last.ckpt; pass a checkpoint file or a run folder that finished an epoch.")
+    if not target.exists():
+        raise CheckpointError(f"checkpoint {target} does not exist; pass a .ckpt file or a run folder.")
+    run_folder = target.parent.parent if target.parent.name == "checkpoints" else target.parent
+    return target, run_folder
+
+
+def load_checkpoint(path: Path) -> dict:
+    """``torch.load(weights_only=True)`` with one clear sentence for a corrupt or foreign file."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a bad file; all mean the same to the user
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} could not be read ({first}); it is corrupt or truncated: "
+                              "use another file from the run's checkpoints/ folder.") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "dgm_config" not in checkpoint:
+        raise CheckpointError(f"{path} is not a dgm-lab checkpoint (no state_dict/dgm_config); pass one written by dgm-train.")
+    return checkpoint
+
+
+def rebuild(checkpoint: dict, data_dir: str | None = None, evaluation: dict | None = None):
+    """Datamodule and model (with the checkpoint's weights) from the config inside a checkpoint.
+
+    ``data_dir`` replaces the data folder recorded at training time (it may be another machine's);
+    ``evaluation`` replaces the model's evaluation settings (e.g. iwae_k).
+    """
+    cfg: DictConfig = OmegaConf.create(checkpoint["dgm_config"])
+    with open_dict(cfg):
+        if data_dir and "data_dir" in cfg.data:
+            cfg.data.data_dir = data_dir
+        if evaluation is not None and "evaluation" in cfg.model:
+            cfg.model.evaluation = evaluation
+    datamodule = builders.build_datamodule(cfg)
+    model = builders.build_model(cfg)
+    missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint weights do not match the model in its config (missing {missing[:3]}, unexpected {unexpected[:3]}).")
+    return cfg, datamodule, model

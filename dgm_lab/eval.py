@@ -1,0 +1,65 @@
+"""``dgm-eval``: recompute a trained model's metrics on a split and write ``eval.json``.
+
+    dgm-eval ckpt_path=outputs/vae/<run>                 # best checkpoint of a run, test split
+    dgm-eval ckpt_path=<file.ckpt> eval.iwae_k=5000 split=val
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
+from dgm_lab.cli import reports_user_errors
+from dgm_lab.config import CONF_DIR, register_resolvers
+from dgm_lab.errors import ConfigError
+from dgm_lab.run import _scalars
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Evaluate ``cfg.ckpt_path`` on ``cfg.split``; returns and writes the eval record."""
+    if cfg.split not in ("val", "test"):
+        raise ConfigError(f"split must be val or test, got {cfg.split!r}.")
+    started = time.time()
+    ckpt_file, run_folder = resolve_checkpoint(cfg.ckpt_path)
+    checkpoint = load_checkpoint(ckpt_file)
+    pl.seed_everything(cfg.seed, verbose=False)
+    _, datamodule, model = rebuild(checkpoint, data_dir=cfg.paths.data_dir,
+                                   evaluation=OmegaConf.to_container(cfg.eval, resolve=True))
+    trainer = pl.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, enable_progress_bar=cfg.progress_bar)
+    run_split = trainer.test if cfg.split == "test" else trainer.validate
+    results = run_split(model, datamodule=datamodule, verbose=False)
+    record = {
+        "checkpoint": str(ckpt_file), "split": cfg.split, "seed": cfg.seed,
+        "metrics": _scalars(results[0] if results else {}),
+        "eval": OmegaConf.to_container(cfg.eval, resolve=True),
+        "diagnostics": getattr(model, "diagnostics", {}),
+        "wall_time_s": round(time.time() - started, 2),
+    }
+    out = Path(cfg.output) if cfg.output else run_folder / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    record["path"] = str(out)
+    return record
+
+
+@reports_user_errors("dgm-eval")
+def run(cfg: DictConfig) -> None:
+    record = evaluate(cfg)
+    shown = ", ".join(f"{k}={v:.3f}" for k, v in record["metrics"].items())
+    print(f"[dgm-eval] {shown}\n[dgm-eval] wrote {record['path']}")
+
+
+def main() -> None:
+    register_resolvers()
+    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")(run)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Variational autoencoder (Kingma & Welling 2014) with beta (Higgins et al. 2017), KL warm-up,
+cyclical KL annealing (Fu et al. 2019) and free bits (Kingma et al. 2016).
+
+Loss convention: the reconstruction log-likelihood is summed over data dimensions and averaged
+over the batch; ``beta`` multiplies the KL with no hidden dataset-size factor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from dgm_lab.metrics.likelihood import (
+    gaussian_log_density,
+    kl_to_standard_normal,
+    standard_normal_log_density,
+)
+from dgm_lab.models.base import require
+from dgm_lab.models.likelihood_model import LikelihoodModule
+
+LOG_VAR_RANGE = (-12.0, 8.0)  # clamp keeps exp(log_var) finite under AMP and early training
+
+
+class VAE(LikelihoodModule):
+    """Gaussian-latent VAE.
+
+    Args:
+        encoder: factory ``(in_shape, out_shape) -> nn.Module`` mapping x to 2 * latent_dim values.
+        decoder: factory ``(in_shape, out_shape) -> nn.Module`` mapping z to likelihood parameters.
+        likelihood: a module from ``dgm_lab.models.likelihoods`` (Bernoulli, Gaussian, ...).
+        latent_dim: size of z.
+        beta: weight of the KL term (1 gives the ELBO).
+        kl_warmup_steps: KL weight rises linearly from 0 to beta over this many steps (0: off).
+        kl_cycle_steps: cyclical annealing period in steps; the weight rises over the first half
+            of each cycle, then stays at beta (0: off).
+        free_bits: minimum KL in nats per latent dimension (batch-averaged) in the training loss.
+    """
+
+    def __init__(self, encoder: Callable, decoder: Callable, likelihood: nn.Module, latent_dim: int = 50,
+                 beta: float = 1.0, kl_warmup_steps: int = 0, kl_cycle_steps: int = 0,
+                 free_bits: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        require(latent_dim >= 1, f"model.latent_dim must be at least 1, got {latent_dim}.")
+        require(beta >= 0, f"model.beta must be non-negative, got {beta}.")
+        require(kl_warmup_steps >= 0 and kl_cycle_steps >= 0, "model.kl_warmup_steps and model.kl_cycle_steps must be >= 0.")
+        require(free_bits >= 0, f"model.free_bits must be non-negative, got {free_bits}.")
+        self.save_hyperparameters(ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler"], logger=False)
+        self.latent_dim, self.beta = latent_dim, beta
+        self.kl_warmup_steps, self.kl_cycle_steps, self.free_bits = kl_warmup_steps, kl_cycle_steps, free_bits
+        self.likelihood = likelihood
+        c, *rest = self.data_shape
+        self.encoder = encoder(self.data_shape, (2 * latent_dim,))
+        self.decoder = decoder((latent_dim,), (c * likelihood.num_params, *rest))
+
+    # -- model -------------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_var = self.encoder(x).float().chunk(2, dim=-1)
+        return mean, log_var.clamp(*LOG_VAR_RANGE)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def kl_weight(self) -> float:
+        """beta times the warm-up / cyclical factor at the current step."""
+        step = self.global_step
+        factor = 1.0
+        if self.kl_cycle_steps:
+            factor = min(1.0, (step % self.kl_cycle_steps) / (0.5 * self.kl_cycle_steps))
+        elif self.kl_warmup_steps:
+            factor = min(1.0, step / self.kl_warmup_steps)
+        return self.beta * factor
+
+    def elbo_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mean, log_var = self.encode(x)
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+        recon = self.likelihood.log_prob(self.decode(z), x)
+        kl_per_dim = kl_to_standard_normal(mean, log_var)
+        kl = kl_per_dim.sum(-1)
+        return {"elbo": recon - kl, "recon": recon, "kl": kl, "kl_per_dim": kl_per_dim, "posterior_mean": mean}
+
+    def log_importance_weights(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """log p(x, z_i) - log q(z_i | x) for ``num_samples`` draws z_i ~ q(z | x); shape (n, B)."""
+        mean, log_var = self.encode(x)
+        z = mean + torch.randn(num_samples, *mean.shape, device=mean.device) * torch.exp(0.5 * log_var)
+        log_q = gaussian_log_density(z, mean, log_var)
+        log_prior = standard_normal_log_density(z)
+        params = self.decode(z.reshape(-1, self.latent_dim))
+        x_repeated = x.unsqueeze(0).expand(num_samples, *x.shape).reshape(-1, *x.shape[1:])
+        log_lik = self.likelihood.log_prob(params, x_repeated).view(num_samples, -1)
+        return log_lik + log_prior - log_q
+
+    # -- training ---------------------------------------------------------------------------
+    def training_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = self.elbo_terms(x)
+        kl_per_dim = terms["kl_per_dim"].mean(0)
+        if self.free_bits > 0:
+            kl_per_dim = kl_per_dim.clamp(min=self.free_bits)
+        loss = -terms["recon"].mean() + self.kl_weight() * kl_per_dim.sum()
+        return {"loss": loss, "elbo": terms["elbo"].mean()}
+
+    def training_step(self, batch, batch_idx):
+        x, _ = batch
+        out = self.training_loss(x)
+        self.log_train_step({"train/loss": out["loss"]}, prog_bar_key="train/loss")
+        self.accumulate_epoch_mean("train/elbo", out["elbo"])
+        return out["loss"]
+
+    # -- generation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, num_samples: int, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
+        z = torch.randn(num_samples, self.latent_dim, generator=generator).to(self.device)
+        return self.likelihood.mean(self.decode(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        mean, _ = self.encode(x)
+        return self.likelihood.mean(self.decode(mean))
+
+    @torch.no_grad()
+    def interpolate(self, x_start: torch.Tensor, x_end: torch.Tensor, steps: int = 10) -> torch.Tensor:
+        """Decode evenly spaced points between the posterior means of pairs; (pairs * steps, C, H, W)."""
+        z0, _ = self.encode(x_start)
+        z1, _ = self.encode(x_end)
+        t = torch.linspace(0, 1, steps, device=z0.device).view(1, steps, 1)
+        z = (1 - t) * z0.unsqueeze(1) + t * z1.unsqueeze(1)
+        return self.likelihood.mean(self.decode(z.reshape(-1, self.latent_dim)))

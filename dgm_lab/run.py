@@ -1,0 +1,142 @@
+"""The training run: build everything from the config, fit, test, write ``summary.json``.
+
+``train(cfg)`` is what ``dgm-train`` calls and what tests call with a composed config; it
+returns the summary, whose ``metrics`` a sweeper can optimize.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from dgm_lab import builders
+from dgm_lab.checkpoints import load_checkpoint
+from dgm_lab.config import RESOLVED_CONFIG, validate
+from dgm_lab.errors import CheckpointError, DivergedError
+
+log = logging.getLogger("dgm_lab")
+
+# Lightning's advice to add DataLoader workers does not apply to in-memory tensor batches.
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*")
+warnings.filterwarnings("ignore", ".*exists and is not empty.*")  # CSV logger in the Hydra run folder
+warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit and test the configured model; return the summary dict also written to summary.json."""
+    started = time.time()
+    validate(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = builders.build_datamodule(cfg)
+    builders.fill_data_fields(cfg, datamodule)
+    _fill_monitor(cfg)
+    OmegaConf.resolve(cfg)  # one resolution: run ids and paths are fixed from here on
+    _save_resolved(cfg, output_dir)
+
+    summary = {"status": "failed", "metrics": {}, "best": {}, "seed": cfg.seed, "run_dir": str(output_dir)}
+    trainer = model = None
+    try:
+        model = builders.build_model(cfg)
+        callbacks = builders.build_callbacks(cfg)
+        loggers = builders.build_loggers(cfg)
+        trainer = builders.build_trainer(cfg, callbacks, loggers)
+        for logger in loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        ckpt_path = _resume_checkpoint(cfg)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        summary["metrics"].update(_scalars(trainer.callback_metrics))
+        if cfg.get("test"):
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
+                                   weights_only=True, verbose=False)
+            summary["metrics"].update(_scalars(results[0] if results else {}))
+        summary["status"] = "completed"
+    except DivergedError as error:
+        summary.update(status="diverged", error=str(error))
+        raise
+    except BaseException as error:
+        summary.update(status="failed", error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        if trainer is not None:
+            summary["metrics"] = {**_scalars(trainer.callback_metrics), **summary["metrics"]}
+            summary["best"] = _best(trainer)
+            summary["global_step"] = trainer.global_step
+        if model is not None and getattr(model, "diagnostics", None):
+            summary["diagnostics"] = model.diagnostics
+        summary["wall_time_s"] = round(time.time() - started, 2)
+        summary["config"] = OmegaConf.to_container(cfg, resolve=True)
+        if trainer is None or trainer.is_global_zero:
+            (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        _finish_wandb()
+    return summary
+
+
+def _fill_monitor(cfg: DictConfig) -> None:
+    """``monitor.metric: null`` means the model's own default (e.g. val/elbo, max)."""
+    with open_dict(cfg):
+        if cfg.monitor.metric is None:
+            cfg.monitor.metric, cfg.monitor.mode = "val/elbo", "max"
+
+
+def _save_resolved(cfg: DictConfig, output_dir: Path) -> None:
+    path = output_dir / RESOLVED_CONFIG
+    if not path.exists():  # a resumed run keeps the config it started with
+        OmegaConf.save(cfg, path, resolve=True)
+
+
+def _resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint to continue from, checked readable before training starts."""
+    path = None
+    if cfg.get("ckpt_path"):
+        path = Path(cfg.ckpt_path).expanduser().resolve()
+        if not path.exists():
+            raise CheckpointError(f"ckpt_path {path} does not exist; pass a .ckpt file from a run's checkpoints/ folder.")
+    elif cfg.get("resume"):
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        path = last if last.exists() else None
+    if path is not None:
+        load_checkpoint(path)
+    return str(path) if path else None
+
+
+def _scalars(metrics) -> dict:
+    out = {}
+    for key, value in dict(metrics).items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, int | float):
+            out[key] = float(value)
+    return out
+
+
+def _best(trainer) -> dict:
+    ckpt = trainer.checkpoint_callback
+    if ckpt is None or ckpt.best_model_score is None:
+        return {}
+    score = float(ckpt.best_model_score)
+    return {"monitor": ckpt.monitor, "mode": ckpt.mode, "score": score if math.isfinite(score) else None,
+            "checkpoint": ckpt.best_model_path}
+
+
+def _finish_wandb() -> None:
+    """Each job is its own W&B run: close it, bounded, even after a failure."""
+    import sys
+
+    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+        try:
+            sys.modules["wandb"].finish()
+        except Exception as error:  # a W&B problem never fails the run
+            log.warning("wandb.finish failed: %s", error)
