@@ -13,6 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
+import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -85,10 +86,11 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _fill_monitor(cfg: DictConfig) -> None:
-    """``monitor.metric: null`` means the model's own default (e.g. val/elbo, max)."""
+    """``monitor.metric: null`` means the model class's own default (``default_monitor``)."""
     with open_dict(cfg):
         if cfg.monitor.metric is None:
-            cfg.monitor.metric, cfg.monitor.mode = "val/elbo", "max"
+            model_class = hydra.utils.get_class(cfg.model._target_)
+            cfg.monitor.metric, cfg.monitor.mode = model_class.default_monitor
 
 
 def _save_resolved(cfg: DictConfig, output_dir: Path) -> None:

@@ -16,6 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities import rank_zero_only
 
 from dgm_lab.cli import reports_user_errors
 from dgm_lab.config import CONF_DIR, load_run_config, register_resolvers
@@ -53,6 +54,8 @@ def run(cfg: DictConfig) -> float | None:
             return math.nan
         raise
     metrics = summary["metrics"]
+    if rank_zero_only.rank != 0:  # DDP: only rank 0 reports
+        return None
     shown = ", ".join(f"{k}={metrics[k]:.3f}" for k in HEADLINE if k in metrics)
     print(f"\n[dgm-lab] {summary['status']} in {summary['wall_time_s']:.0f}s: {shown}\n[dgm-lab] run folder: {summary['run_dir']}")
     target = cfg.get("optimized_metric")

@@ -27,6 +27,9 @@ class GenerativeModule(pl.LightningModule):
         num_classes: number of labels in the dataset, filled in from the datamodule.
     """
 
+    # (metric, "max" | "min") that selects the best checkpoint unless the config names one.
+    default_monitor: tuple[str, str] = ("val/loss", "min")
+
     def __init__(self, optimizer: Callable, scheduler: Callable | None = None,
                  data_shape: list[int] = (1, 28, 28), num_classes: int = 10):
         super().__init__()

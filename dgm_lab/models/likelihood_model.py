@@ -27,6 +27,8 @@ class LikelihoodModule(GenerativeModule):
             example for ``test/nll_iwae``, drawn in chunks of about ``iwae_batch`` decoder passes.
     """
 
+    default_monitor = ("val/elbo", "max")
+
     def __init__(self, *, evaluation: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         evaluation = dict(evaluation or {})
