@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import secrets
 from pathlib import Path
@@ -20,8 +21,13 @@ def new_run_id() -> str:
     return datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f") + "-" + secrets.token_hex(3)
 
 
+@functools.lru_cache(maxsize=None)
 def run_dir(resume: str | None, log_dir: str, name: str) -> str:
-    """The run folder: the resumed one, or a fresh ``<log_dir>/<name>/<run id>``."""
+    """The run folder: the resumed one, or a fresh ``<log_dir>/<name>/<run id>``.
+
+    Cached: Hydra resolves ``hydra.sweep.dir`` more than once per process, and every
+    resolution must name the same folder.
+    """
     if resume:
         return str(Path(resume).expanduser().resolve())
     return str(Path(log_dir).expanduser().resolve() / name / new_run_id())
