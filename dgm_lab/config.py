@@ -21,7 +21,7 @@ def new_run_id() -> str:
     return datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f") + "-" + secrets.token_hex(3)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def run_dir(resume: str | None, log_dir: str, name: str) -> str:
     """The run folder: the resumed one, or a fresh ``<log_dir>/<name>/<run id>``.
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from pytorch_lightning.utilities import rank_zero_only
 
 from dgm_lab.cli import reports_user_errors
 from dgm_lab.config import CONF_DIR, load_run_config, register_resolvers
-from dgm_lab.errors import ConfigError, DivergedError
+from dgm_lab.errors import ConfigError
 from dgm_lab.run import train
 
 log = logging.getLogger("dgm_lab")
@@ -41,18 +44,73 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     return merged
 
 
+def prepare_sweep_job(cfg: DictConfig) -> None:
+    """Make a multirun job behave like a single run for DDP re-launch and W&B grouping.
+
+    Lightning starts DDP ranks > 0 by re-running ``sys.argv`` with ``hydra.run.dir`` set to
+    ``HydraConfig.run.dir``. In a multirun that would re-run the whole sweep into the sweep's
+    pattern folder; so the job's own overrides become the command line, in RUN mode, and the
+    run folder becomes the job's folder.
+    """
+    hydra_cfg = HydraConfig.get()
+    run_node = HydraConfig.instance().cfg.hydra.run
+    with read_write(run_node):
+        run_node.dir = hydra_cfg.runtime.output_dir
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN"]
+    with open_dict(cfg):
+        sweep = Path(hydra_cfg.sweep.dir)
+        wandb_cfg = cfg.get("logger", {}).get("wandb") if cfg.get("logger") else None
+        if wandb_cfg is not None and wandb_cfg.get("group") is None:
+            wandb_cfg.group = f"{sweep.parent.name}/{sweep.name}"  # one W&B group per sweep
+        cfg.tags = [*cfg.tags, f"sweep:{sweep.name}"]
+
+
+def add_choice_tags(cfg: DictConfig) -> None:
+    """Tag runs by model and data so W&B's comparison views can filter on them."""
+    if not HydraConfig.initialized():
+        return
+    choices = HydraConfig.get().runtime.choices
+    with open_dict(cfg):
+        extra = [f"{group}:{choices[group]}" for group in ("model", "data") if choices.get(group)]
+        cfg.tags = [*cfg.tags, *(t for t in extra if t not in cfg.tags)]
+
+
+class TrialFailed(RuntimeError):
+    """A sweep job failed; raised (not exited) so the sweeper records it and goes on."""
+
+
+def end_distributed_job(environment: dict) -> None:
+    """The next sweep job in this process must start clean: Lightning's DDP launcher leaves
+    its rank variables (LOCAL_RANK, WORLD_SIZE, MASTER_PORT...) and a process group behind."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key in set(os.environ) - set(environment):
+        del os.environ[key]
+    os.environ.update(environment)
+
+
 @reports_user_errors("dgm-train")
 def run(cfg: DictConfig) -> float | None:
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     if cfg.get("resume"):
         cfg = resumed_config(cfg)
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    else:
+        add_choice_tags(cfg)
+    if multirun:
+        prepare_sweep_job(cfg)
+    environment = dict(os.environ)
     try:
         summary = train(cfg)
-    except DivergedError:
-        if multirun:  # a diverged sweep trial is a failed trial, not the end of the study
-            log.error("trial diverged; reported as NaN to the sweeper")
-            return math.nan
+    except Exception as error:
+        if multirun:  # recorded by the sweeper as a failed trial (Optuna: TrialState.FAIL); the sweep goes on
+            log.error("trial failed: %s: %s", type(error).__name__, error)
+            raise TrialFailed(f"{type(error).__name__}: {error}") from error
         raise
+    finally:
+        if multirun:
+            end_distributed_job(environment)
     metrics = summary["metrics"]
     if rank_zero_only.rank != 0:  # DDP: only rank 0 reports
         return None
@@ -62,8 +120,8 @@ def run(cfg: DictConfig) -> float | None:
     if target:
         value = metrics.get(target)
         if value is None or not math.isfinite(value):
-            log.error("optimized metric %s is missing or not finite: %s", target, value)
-            return math.nan
+            raise TrialFailed(f"optimized_metric {target} is {'missing' if value is None else value}; "
+                              f"the run logged: {', '.join(sorted(metrics))}.")
         return value
     return None
 

@@ -12,7 +12,7 @@ from dgm_lab.config import CONF_DIR, validate
 from dgm_lab.errors import ConfigError
 from tests.conftest import run_cli
 
-GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment"]
+GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment", "hparams_search"]
 
 
 def options(group: str) -> list[str]:

@@ -16,7 +16,8 @@ MODELS = ["vae", "conv_vae", "beta_vae", "iwae"]
 @pytest.mark.parametrize("model", MODELS)
 def test_model_trains_end_to_end(tmp_path, model):
     run = tmp_path / model
-    summary = train_run(run, f"model={model}", "model.kl_warmup_steps=10" if model == "beta_vae" else "seed=1")
+    extra = {"beta_vae": "model.kl_warmup_steps=10", "conv_vae": "trainer.deterministic=true"}.get(model, "seed=1")
+    summary = train_run(run, f"model={model}", extra)
     assert summary["status"] == "completed"
     metrics = summary["metrics"]
     for key in ("val/elbo", "val/bpd", "val/kl", "val/recon", "val/active_units", "test/elbo", "test/nll_iwae"):
@@ -68,6 +69,8 @@ def test_missing_dataset_is_one_sentence(tmp_path):
                      f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert "MNIST/raw" in result.stderr and "Traceback" not in result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "MNIST/raw" in summary["error"]
 
 
 def test_wandb_offline_by_default(tmp_path):
@@ -80,3 +83,9 @@ def test_wandb_offline_by_default(tmp_path):
     offline = list((run / "wandb").glob(f"offline-run-*-{run_id}"))
     assert len(offline) == 1
     assert list(offline[0].glob("*.wandb"))  # the syncable log that `wandb sync` uploads
+
+    # Resume continues the same W&B run id.
+    result = run_cli("dgm-train", f"resume={run}", "trainer.max_epochs=2",
+                     env={"WANDB_MODE": "", "NETRC": str(tmp_path / "none")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list((run / "wandb").glob(f"offline-run-*-{run_id}"))) == 2

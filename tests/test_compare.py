@@ -1,0 +1,231 @@
+"""``dgm-compare`` on real ``dgm-train`` runs: report content, bad folders, and the page in Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from dgm_lab.compare.collect import MISSING, Run, collect_runs, config_differences, latest_samples
+from dgm_lab.compare.report import best_indices, metric_direction
+from tests.conftest import FAST, REPO, run_cli
+
+# Two epochs so each kind has an older grid that must NOT be picked; logging every 10 steps so
+# train/loss has a curve (22 batches per epoch on digits).
+TRAIN = [o for o in FAST if not o.startswith("trainer.max_epochs")] + [
+    "trainer.max_epochs=2", "trainer.log_every_n_steps=10"]
+# Three jobs that differ in latent_dim, beta and seed; laid out like a sweep (numbered folders).
+JOBS = [["model.latent_dim=8"], ["model.latent_dim=4", "model.beta=2"], ["model.latent_dim=4", "seed=1"]]
+KINDS = ("samples", "reconstructions", "interpolations")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    """``<tmp>/sweep/{0,1,2}``: three real digits runs, trained two at a time (two CPU cores)."""
+    root = tmp_path_factory.mktemp("compare") / "sweep"
+
+    def train(job: int):
+        # One thread per process: two processes share the two cores without oversubscribing them.
+        result = run_cli("dgm-train", *TRAIN, *JOBS[job], f"hydra.run.dir={root / str(job)}",
+                         env={"OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(train, range(len(JOBS))))
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(sweep, tmp_path_factory) -> dict:
+    """The report on the sweep folder, written by the real command; its HTML, markdown and runs."""
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    result = compare(str(sweep), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    summaries = [json.loads((sweep / str(i) / "summary.json").read_text()) for i in range(len(JOBS))]
+    return {"html_path": out, "html": out.read_text(), "md": out.with_suffix(".md").read_text(),
+            "summaries": summaries, "stdout": result.stdout}
+
+
+def compare(*args: str) -> subprocess.CompletedProcess:
+    """``dgm-compare`` in a subprocess, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "dgm_lab.compare", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+
+
+def md_row(md: str, first_cell: str) -> list[str]:
+    """The cells of the markdown table row whose first cell is ``first_cell``."""
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == first_cell:
+            return cells[1:]
+    raise AssertionError(f"no row {first_cell!r} in:\n{md}")
+
+
+def test_markdown_shows_config_differences_without_per_run_noise(report):
+    md = report["md"]
+    assert md_row(md, "`model.latent_dim`") == ["8", "4", "4"]
+    assert md_row(md, "`model.beta`") == ["1.0", "2", "1.0"]
+    assert md_row(md, "`seed`") == ["0", "0", "1"]
+    # Folders, W&B ids and paths differ per run but say nothing about the experiment.
+    for noise in ("paths.", "default_root_dir", "dirpath", "hydra", "run_dir"):
+        assert noise not in md.split("## Config differences")[1].split("## Final metrics")[0], noise
+
+
+def test_markdown_metrics_match_summaries_and_bold_the_best(report):
+    md, summaries = report["md"], report["summaries"]
+    elbo = [s["metrics"]["val/elbo"] for s in summaries]
+    cells = md_row(md, "val/elbo ↑")
+    assert [float(c.strip("*")) for c in cells] == pytest.approx(elbo, rel=1e-4)
+    assert [c.startswith("**") for c in cells] == [v == max(elbo) for v in elbo]  # higher ELBO wins
+    nll = [s["metrics"]["test/nll_iwae"] for s in summaries]
+    assert [c.startswith("**") for c in md_row(md, "test/nll_iwae ↓")] == [v == min(nll) for v in nll]
+    assert md_row(md, "0")[:2] == ["completed", "0"] and md_row(md, "2")[:2] == ["completed", "1"]
+    assert md_row(md, "1")[2] == f"{summaries[1]['wall_time_s']:.1f}"  # wall time
+
+
+def test_report_embeds_latest_grids_and_one_curve_per_run_and_metric(report):
+    html, md = report["html"], report["md"]
+    assert "3 runs" in report["stdout"]
+    for kind in KINDS:  # the newest grid of each kind, linked relative to the markdown file
+        assert md.count(f"{kind}_epoch0002.png") == 2 * 3 and f"{kind}_epoch0001" not in md
+    assert html.count('src="data:image/png;base64,') == 3 * len(KINDS)
+    # Default curves: the monitored metric and train/loss, one path per run in each.
+    for metric in ("val/elbo", "train/loss"):
+        assert len(re.findall(rf'<path data-run="[^"]+" data-metric="{metric}"', html)) == 3, metric
+    assert "http://" not in html and "https://" not in html and "<link" not in html  # nothing to fetch
+
+
+def test_run_folders_and_globs_give_the_same_runs_as_the_sweep(sweep):
+    runs = collect_runs([str(sweep / "0"), str(sweep / "[12]"), str(sweep / "1")])  # 1 named twice
+    assert [run.label for run in runs] == ["0", "1", "2"]
+    assert [run.config["model"]["latent_dim"] for run in runs] == [8, 4, 4]
+    assert {"val/elbo", "train/loss"} <= set(runs[0].curves)
+
+
+def test_chosen_metrics_are_plotted_and_unknown_ones_named(sweep, tmp_path):
+    out = tmp_path / "chosen.html"
+    result = compare(str(sweep), "--metrics", "val/bpd,val/kl", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    html = out.read_text()
+    assert re.findall(r'<svg class="chart"[^>]* data-metric="([^"]+)"', html) == ["val/bpd", "val/kl"]
+    result = compare(str(sweep), "--metrics", "val/nope", "--out", str(out))
+    assert result.returncode == 2 and "val/nope" in result.stderr and "val/elbo" in result.stderr
+
+
+@pytest.mark.parametrize("make", ["empty", "missing", "file", "sweep_of_nothing"])
+def test_bad_folder_is_one_sentence_and_exit_2(tmp_path, make):
+    target = tmp_path / "target"
+    if make == "empty":
+        target.mkdir()
+    elif make == "file":
+        target.write_text("not a run")
+    elif make == "sweep_of_nothing":
+        (target / "0").mkdir(parents=True)  # a numbered folder with no run in it
+    result = compare(str(target), "--out", str(tmp_path / "r.html"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dgm-compare: error:") and str(target) in lines[0], result.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize(("name", "direction"), [
+    ("val/elbo", "max"), ("test/nll_iwae", "min"), ("test/bpd_iwae", "min"), ("train/loss", "min"),
+    ("val/acc", "max"), ("val/modes_covered", "max"), ("val/high_quality", "max"), ("val/pseudo_loglik", "max"),
+    ("test/is", "max"), ("test/fid", "min"), ("test/kid_mean", "min"), ("val/error", "min"),
+    ("val/kl", None), ("val/active_units", None), ("val/distance", None),  # "is" only as a whole word
+])
+def test_metric_direction_rule(name, direction):
+    assert metric_direction(name) == direction
+
+
+def test_unhinted_metric_follows_monitor_mode_and_ties_are_not_highlighted():
+    assert metric_direction("val/generator_step", {"val/generator_step": "max"}) == "max"
+    assert best_indices([1.0, 3.0, float("nan"), 3.0], "max") == {1, 3}
+    assert best_indices([2.0, 2.0], "min") == set() and best_indices([1.0, 5.0], None) == set()
+
+
+def test_latest_sample_per_kind_by_epoch_or_step(tmp_path):
+    for name in ("samples_epoch0002", "samples_epoch0010", "samples_epoch0009", "modes_step000100",
+                 "modes_step000050", "filters_epoch0001", "grid"):
+        (tmp_path / f"{name}.png").write_bytes(b"")
+    latest = {kind: path.name for kind, path in latest_samples(tmp_path).items()}
+    assert latest == {"samples": "samples_epoch0010.png", "filters": "filters_epoch0001.png",
+                      "grid": "grid.png", "modes": "modes_step000100.png"}
+    assert list(latest)[0] == "samples"  # samples first, then the others alphabetically
+
+
+def test_config_differences_ignore_paths_ids_and_own_folder(tmp_path):
+    def run(name: str, beta: float) -> Run:
+        folder = tmp_path / name
+        return Run(path=folder, summary={"run_dir": str(folder)}, config={
+            "model": {"beta": beta, "latent_dim": 8}, "paths": {"output_dir": str(folder)},
+            "logger": {"wandb": {"id": name, "project": "p"}}, "trainer": {"default_root_dir": str(folder)},
+            "hydra": {"job": {"num": name}}})
+
+    assert config_differences([run("a", 1.0), run("b", 2.0)]) == {"model.beta": [1.0, 2.0]}
+    assert config_differences([run("a", 1.0), run("b", 1)]) == {}  # 1 and 1.0 are the same value
+    # A section only one run has is one row (its sub-keys), not one row per leaf.
+    extra = run("c", 1.0)
+    extra.config["callbacks"] = {"quality": {"every": 1, "fid": {"on": True}}}
+    assert config_differences([run("a", 1.0), extra]) == {"callbacks": [MISSING, {"quality.every": 1, "quality.fid.on": True}]}
+
+
+def _browser_missing() -> str | None:
+    if not CHROMIUM.exists():
+        return "Debian chromium is not installed (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed (pip install playwright)"
+    return None
+
+
+@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+def test_report_renders_offline_in_chromium(report, tmp_path):
+    """The page in a real browser: no errors, no requests beyond the file, every curve and image."""
+    from playwright.sync_api import sync_playwright
+
+    url = report["html_path"].resolve().as_uri()
+    problems, requests = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(url, wait_until="load")
+            counts = page.evaluate("""() => ({
+                runs: document.querySelectorAll('#runs tr[data-run]').length,
+                curves: document.querySelectorAll('svg.chart path[data-run]').length,
+                charts: document.querySelectorAll('svg.chart').length,
+                images: document.querySelectorAll('img').length,
+                loaded: Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length,
+            })""")
+            # The legend script works: clicking a run hides its curves in every chart.
+            page.click(".legend span[data-run='0']")
+            hidden = page.evaluate("document.querySelectorAll('svg .series.hidden[data-run=\"0\"]').length")
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+    assert [u for u in requests if u != url and not u.startswith("data:")] == []
+    assert counts == {"runs": 3, "curves": 3 * 2, "charts": 2, "images": 3 * len(KINDS), "loaded": 3 * len(KINDS)}
+    assert hidden == 2
+
+
+def test_console_script_is_installed():
+    """pyproject's [project.scripts] entry, once the package is (re)installed."""
+    script = shutil.which("dgm-compare", path=str(Path(sys.executable).parent))
+    assert script, "dgm-compare is not installed next to python; run pip install -e ."
+    assert subprocess.run([script, "--help"], capture_output=True, text=True).returncode == 0
