@@ -28,7 +28,8 @@ def test_ddp_inside_multirun_gives_exactly_one_folder_per_job(tmp_path):
 
 
 def test_seed_sweep_is_aggregated(tmp_path):
-    result = run_cli("dgm-train", "-m", "seed=0,1,2", "model.latent_dim=4", *QUICK, f"paths.log_dir={tmp_path}")
+    result = run_cli("dgm-train", "-m", "seed=0,1,2", "model.latent_dim=4", *QUICK, "logger=wandb",
+                     f"paths.log_dir={tmp_path}", env={"WANDB_MODE": "offline"})
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "multirun").iterdir()
     aggregate = json.loads((sweep / "aggregate.json").read_text())
@@ -40,6 +41,11 @@ def test_seed_sweep_is_aggregated(tmp_path):
     mean = sum(values) / 3
     assert stat["std"] == pytest.approx((sum((v - mean) ** 2 for v in values) / 2) ** 0.5)
     assert "val/elbo" in (sweep / "aggregate.md").read_text()
+    # Each job is its own W&B run (finish() between jobs), all in one group named after the sweep.
+    configs = [yaml.safe_load((sweep / str(i) / "config.yaml").read_text())["logger"]["wandb"] for i in range(3)]
+    assert len({c["id"] for c in configs}) == 3 and len({c["group"] for c in configs}) == 1
+    for i, c in enumerate(configs):
+        assert len(list((sweep / str(i) / "wandb").glob(f"offline-run-*-{c['id']}"))) == 1
 
 
 def test_optuna_study_survives_a_failed_trial(tmp_path):
