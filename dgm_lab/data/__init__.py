@@ -1,0 +1,16 @@
+"""Datamodules. Every one serves in-memory float tensors in [0, 1] shaped (N, C, H, W)."""
+
+from dgm_lab.data.base import TensorDataModule
+from dgm_lab.data.embedded import DigitsDataModule, MNIST5kDataModule
+from dgm_lab.data.mnist import FashionMNISTDataModule, MNISTDataModule
+from dgm_lab.data.toy2d import Grid25DataModule, Ring8DataModule
+
+__all__ = [
+    "TensorDataModule",
+    "MNISTDataModule",
+    "FashionMNISTDataModule",
+    "MNIST5kDataModule",
+    "DigitsDataModule",
+    "Ring8DataModule",
+    "Grid25DataModule",
+]

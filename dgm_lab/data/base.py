@@ -1,0 +1,161 @@
+"""In-memory datamodule base: batches are sliced from tensors, never collated item by item.
+
+A step of a small VAE takes a few milliseconds on a CPU, so per-item ``__getitem__`` plus
+collate would dominate it. ``TensorBatches`` is indexed by a whole list of indices (the
+sampler is a ``BatchSampler``), so one fancy-index builds each batch.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+)
+
+from dgm_lab.errors import ConfigError
+
+BINARIZE_MODES = ("none", "static", "dynamic")
+# Fixed seed for dataset splits and static binarization: the data a run sees must not
+# depend on the training seed, or runs with different seeds would be scored on different sets.
+DATA_SEED = 1234
+
+
+class TensorBatches(Dataset):
+    """Images (N, C, H, W) float in [0, 1] and integer labels (N,), indexed by lists of indices."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index]
+
+
+class EpochBatchSampler(BatchSampler):
+    """BatchSampler that forwards ``set_epoch`` so Lightning reshuffles DDP shards every epoch."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """Base for datamodules whose splits fit in memory.
+
+    Subclasses implement ``load_splits()`` returning ``{"train"|"val"|"test": (images, labels)}``
+    with images float32 in [0, 1], shaped (N, C, H, W).
+
+    Binarization (for Bernoulli likelihoods):
+      * ``none``: grey levels are kept.
+      * ``static``: every split is binarized once with a fixed seed (DATA_SEED).
+      * ``dynamic``: training images are resampled each time they are drawn; val/test are
+        binarized once with the fixed seed so that evaluation is deterministic.
+    """
+
+    name = "tensor"
+    num_classes = 10
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        binarize: str = "none",
+        num_workers: int = 0,
+        train_subset: int | None = None,
+        data_dir: str | None = None,
+    ):
+        super().__init__()
+        if binarize not in BINARIZE_MODES:
+            raise ConfigError(f"data.binarize={binarize!r} is not one of {', '.join(BINARIZE_MODES)}.")
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size}.")
+        if train_subset is not None and train_subset < 1:
+            raise ConfigError(f"data.train_subset must be a positive integer or null, got {train_subset}.")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or max(batch_size, 500)
+        self.binarize = binarize
+        self.num_workers = num_workers
+        self.train_subset = train_subset
+        self.data_dir = data_dir
+        self.splits: dict[str, TensorBatches] = {}
+
+    # -- to implement -------------------------------------------------------------------
+    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        raise NotImplementedError
+
+    # -- shape facts the model config is filled from -----------------------------------
+    @property
+    def data_shape(self) -> list[int]:
+        return list(self.image_shape)
+
+    # -- Lightning hooks ---------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        generator = torch.Generator().manual_seed(DATA_SEED)
+        for split, (images, labels) in self.load_splits().items():
+            if split == "train" and self.train_subset:
+                images, labels = images[: self.train_subset], labels[: self.train_subset]
+            binarize_now = self.binarize == "static" or (self.binarize == "dynamic" and split != "train")
+            if binarize_now:
+                images = torch.bernoulli(images, generator=generator)
+            self.splits[split] = TensorBatches(images.contiguous(), labels.long())
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # Dynamic binarization on the device the step runs on, drawn from the seeded global RNG.
+        if self.binarize == "dynamic" and self.trainer is not None and self.trainer.training:
+            images, labels = batch
+            return torch.bernoulli(images), labels
+        return batch
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int, drop_last: bool) -> DataLoader:
+        self.setup()
+        dataset = self.splits[split]
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            # Each rank sees its own shard; the caller disables Lightning's sampler injection.
+            sampler = DistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=shuffle,
+                drop_last=drop_last,
+            )
+        else:
+            sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        batches = EpochBatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
+        return DataLoader(
+            dataset,
+            sampler=batches,
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        drop_last = len(self.splits["train"]) > self.batch_size  # keep a lone short batch of a tiny subset
+        return self._loader("train", shuffle=True, batch_size=self.batch_size, drop_last=drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False, batch_size=self.eval_batch_size, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False, batch_size=self.eval_batch_size, drop_last=False)
+
+
+def split_tensor(images: torch.Tensor, labels: torch.Tensor, sizes: list[int]):
+    """Shuffle with DATA_SEED and cut into consecutive pieces of the given sizes."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(DATA_SEED))
+    pieces, start = [], 0
+    for size in sizes:
+        index = order[start : start + size]
+        pieces.append((images[index], labels[index]))
+        start += size
+    return pieces
