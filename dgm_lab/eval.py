@@ -2,6 +2,8 @@
 
     dgm-eval ckpt_path=outputs/vae/<run>                 # best checkpoint of a run, test split
     dgm-eval ckpt_path=<file.ckpt> eval.iwae_k=5000 split=val
+    dgm-eval ckpt_path=outputs/vae/<run> metrics=[fid,is,kid,prc] likelihood=false   # sample quality
+    dgm-eval images=<folder or .npz> data=mnist metrics=lenet                          # saved samples
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from dgm_lab import builders
 from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
 from dgm_lab.cli import reports_user_errors
 from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.errors import ConfigError
+from dgm_lab.metrics import fidelity
 from dgm_lab.run import _scalars
 
 
@@ -26,6 +30,11 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.split not in ("val", "test"):
         raise ConfigError(f"split must be val or test, got {cfg.split!r}.")
     started = time.time()
+    settings = fidelity.Settings.from_config(OmegaConf.to_container(cfg.metrics, resolve=True) if cfg.get("metrics") else None)
+    if cfg.get("images"):
+        return _evaluate_images(cfg, settings, started)
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("pass ckpt_path=<checkpoint file or run folder>, or images=<folder or .npz> data=<dataset>.")
     ckpt_file, run_folder = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(ckpt_file)
     pl.seed_everything(cfg.seed, verbose=False)
@@ -34,15 +43,37 @@ def evaluate(cfg: DictConfig) -> dict:
     trainer = pl.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_model_summary=False, enable_progress_bar=cfg.progress_bar)
     run_split = trainer.test if cfg.split == "test" else trainer.validate
-    results = run_split(model, datamodule=datamodule, verbose=False)
+    results = run_split(model, datamodule=datamodule, verbose=False) if cfg.get("likelihood", True) else []
     record = {
         "checkpoint": str(ckpt_file), "split": cfg.split, "seed": cfg.seed,
         "metrics": _scalars(results[0] if results else {}),
         "eval": OmegaConf.to_container(cfg.eval, resolve=True),
         "diagnostics": getattr(model, "diagnostics", {}),
-        "wall_time_s": round(time.time() - started, 2),
     }
-    out = Path(cfg.output) if cfg.output else run_folder / "eval.json"
+    if settings.selected:  # sample quality of the checkpoint's samples, with its protocol
+        scores, record["sample_quality"] = fidelity.evaluate_for_cli(settings, datamodule, cfg.split,
+                                                                     device=model.device, model=model)
+        record["metrics"].update(scores)
+    record["wall_time_s"] = round(time.time() - started, 2)
+    return _write(record, Path(cfg.output) if cfg.output else run_folder / "eval.json")
+
+
+def _evaluate_images(cfg: DictConfig, settings, started: float) -> dict:
+    """Sample-quality metrics of saved images (folder or .npz) against a split of ``data=``."""
+    if not settings.feature_metrics or cfg.get("data") is None:
+        raise ConfigError("images= needs a reference dataset and metrics: add data=<mnist|fashion_mnist|...> "
+                          "metrics=[fid,is,kid,prc].")
+    images = fidelity.load_image_files(cfg.images)
+    datamodule = builders.build_datamodule(cfg)
+    scores, quality = fidelity.evaluate_for_cli(settings, datamodule, cfg.split, images=images,
+                                                source={"source": str(Path(cfg.images).resolve())})
+    record = {"images": str(Path(cfg.images).resolve()), "split": cfg.split, "seed": cfg.seed,
+              "metrics": scores, "sample_quality": quality, "wall_time_s": round(time.time() - started, 2)}
+    path = Path(cfg.images).resolve()
+    return _write(record, Path(cfg.output) if cfg.output else (path if path.is_dir() else path.parent) / "eval.json")
+
+
+def _write(record: dict, out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2))
     record["path"] = str(out)

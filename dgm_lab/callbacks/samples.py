@@ -21,8 +21,9 @@ class ImageSamples(pl.Callback):
     """
 
     def __init__(self, every_n_epochs: int = 1, num_samples: int = 64, seed: int = 0,
-                 interpolation_steps: int = 10, folder: str | None = None):
+                 interpolation_steps: int = 10, folder: str | None = None, every_n_steps: int = 0):
         self.every_n_epochs = max(1, int(every_n_epochs))
+        self.every_n_steps = int(every_n_steps)  # also every N training steps (generator iterations for GANs); 0: off
         self.num_samples = int(num_samples)
         self.seed = seed
         self.interpolation_steps = interpolation_steps
@@ -30,9 +31,14 @@ class ImageSamples(pl.Callback):
         self.written: list[str] = []
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs or not _images(pl_module):
             return
         self.write(trainer, pl_module, tag=f"epoch{trainer.current_epoch + 1:04d}")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = int(getattr(pl_module, "generator_steps", trainer.global_step))  # GANs: generator iterations
+        if self.every_n_steps and step % self.every_n_steps == 0 and _images(pl_module):
+            self.write(trainer, pl_module, tag=f"step{step:07d}")
 
     @rank_zero_only
     def write(self, trainer, pl_module, tag: str) -> None:
@@ -65,3 +71,8 @@ class ImageSamples(pl.Callback):
             return None
         n = min(self.num_samples // 2, len(splits["val"]))
         return splits["val"].images[:n].to(pl_module.device)
+
+
+def _images(pl_module) -> bool:
+    """Grids need (C, H, W) data; 2-D points (data=ring8, grid25) are plotted by ModeCoverage."""
+    return len(getattr(pl_module, "data_shape", (1, 1, 1))) == 3

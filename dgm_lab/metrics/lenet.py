@@ -1,0 +1,122 @@
+"""A LeNet-style classifier of 28x28 digits / clothes, registered with torch-fidelity as an
+offline feature extractor, so that FID, IS, KID and precision/recall need no download.
+
+Registered names: ``lenet-mnist`` and ``lenet-fashion-mnist`` (weights shipped in
+``dgm_lab/metrics/weights/``, trained by ``python -m dgm_lab.metrics.train_lenet``; test
+accuracy in ``weights/ACCURACY.json``). Scores from it are logged as ``*_lenet`` (``val/fid_lenet``):
+they are not Inception FIDs and must never be compared with published FIDs.
+
+Input convention (the same as torch-fidelity's InceptionV3, asserted): ``torch.uint8`` images
+(N, C, H, W), values 0..255, C = 1 (grey) or 3 (RGB, e.g. PNG folders read by torch-fidelity;
+averaged to grey). Images that are not 28x28 are resized to 28x28 (bilinear, antialiased).
+Features: ``features`` (N, 128), the penultimate ReLU layer (FID, KID, precision/recall);
+``logits`` (N, 10), class logits (IS). Both are returned as float64 so that torch-fidelity's own
+statistics (``np.mean``/``np.cov``) run in float64 even when it is called directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+from dgm_lab.errors import DataError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+IMAGE_SIZE = 28
+FEATURE_DIM = 128
+# Registry name -> shipped weights file.
+LENETS = {
+    "lenet-mnist": WEIGHTS_DIR / "lenet_mnist.pt",
+    "lenet-fashion-mnist": WEIGHTS_DIR / "lenet_fashion_mnist.pt",
+}
+RESIZE = "none for 28x28 inputs, else bilinear (antialiased) to 28x28; RGB averaged to grey"
+
+
+class LeNet(nn.Module):
+    """conv5x5(20) - pool - conv5x5(50) - pool - fc(128) - fc(num_classes), ReLU (Caffe's LeNet).
+
+    ``forward`` takes float images (N, 1, 28, 28) in [0, 1] and returns (features (N, 128), logits).
+    """
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(20, 50, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(50 * 4 * 4, FEATURE_DIM), nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(0.3)  # training only; features are read before it
+        self.classifier = nn.Linear(FEATURE_DIM, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body((x - 0.5) / 0.5)
+        return features, self.classifier(self.dropout(features))
+
+
+def uint8_to_input(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) 0..255 -> float (N, 1, 28, 28) in [0, 1], asserting the convention."""
+    if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] in (1, 3)):
+        raise ValueError(f"LeNet feature extractor expects uint8 images (N, 1|3, H, W) in 0..255, got "
+                         f"{getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
+    x = x.float().div(255)
+    if x.shape[1] == 3:
+        x = x.mean(dim=1, keepdim=True)
+    if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+        x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True,
+                          align_corners=False).clamp(0, 1)
+    return x
+
+
+def load_lenet(path: str | Path) -> LeNet:
+    """A LeNet in eval mode with the weights in ``path`` (a dict holding ``state_dict``)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"LeNet weights {path} do not exist; reinstall dgm-lab or train them with "
+                        "`python -m dgm_lab.metrics.train_lenet --data mnist`.")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        net = LeNet(num_classes=int(saved.get("num_classes", 10)))
+        net.load_state_dict(saved["state_dict"])
+    except Exception as error:  # any unreadable or foreign file means the same to the user
+        raise DataError(f"{path} is not a LeNet weights file written by dgm_lab.metrics.train_lenet "
+                        f"({type(error).__name__}); pass metrics.lenet_weights=null for the shipped one.") from None
+    return net.eval().requires_grad_(False)
+
+
+class FeatureExtractorLeNet(FeatureExtractorBase):
+    """torch-fidelity feature extractor around :class:`LeNet` (see the module docstring)."""
+
+    def __init__(self, name: str, features_list, feature_extractor_weights_path: str | None = None, **kwargs):
+        super().__init__(name, features_list)
+        self.net = load_lenet(feature_extractor_weights_path or LENETS[name])
+
+    def forward(self, x: torch.Tensor):
+        features, logits = self.net(uint8_to_input(x))
+        out = {"features": features.double(), "logits": logits.double()}
+        return tuple(out[name] for name in self.features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return "features", "logits"
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
+
+
+for _name in LENETS:  # importing this module twice must not re-register (the registry refuses)
+    if _name not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(_name, FeatureExtractorLeNet)
