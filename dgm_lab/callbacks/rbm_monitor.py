@@ -1,0 +1,43 @@
+"""Boltzmann-machine weight filters as a PNG grid in ``<run>/samples/`` (and W&B when attached).
+
+The models add this callback themselves (``configure_callbacks``), with
+``model.filter_grid_every_n_epochs``, so it needs no entry in ``conf/callbacks``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+from torchvision.utils import save_image
+
+
+class WeightFilters(pl.Callback):
+    """Every ``every_n_epochs`` training epochs, write the first ``num_filters`` hidden units'
+    incoming weights as images (``pl_module.weight_filters()``: (H, C, h, w) in [0, 1])."""
+
+    def __init__(self, every_n_epochs: int = 1, num_filters: int = 100):
+        self.every_n_epochs = max(1, int(every_n_epochs))
+        self.num_filters = int(num_filters)
+        self.written: list[str] = []
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        # Only while fitting: dgm-eval's validate has no run folder to write into.
+        if trainer.sanity_checking or trainer.state.fn != "fit" or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.write(trainer, pl_module, tag=f"epoch{trainer.current_epoch + 1:04d}")
+
+    @rank_zero_only
+    def write(self, trainer, pl_module, tag: str) -> None:
+        folder = Path(trainer.default_root_dir) / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        filters = pl_module.weight_filters()[: self.num_filters]
+        path = folder / f"filters_{tag}.png"
+        save_image(filters, path, nrow=max(1, int(math.sqrt(len(filters)))), padding=1)
+        self.written.append(str(path))
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="samples/filters", images=[str(path)], step=trainer.global_step)

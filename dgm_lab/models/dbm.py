@@ -1,0 +1,231 @@
+"""Two-layer deep Boltzmann machine (Salakhutdinov & Hinton 2009): v - h1 - h2 with energy
+    E(v, h1, h2) = -b'v - c1'h1 - c2'h2 - v'W1 h1 - h1'W2 h2,
+W1 (D, H1), W2 (H1, H2). One run does it all: greedy pretraining of the two modified RBMs
+(bottom: p(h1 | v) with 2 W1; top: p(h1 | h2) with 2 W2), then joint training with a
+mean-field positive phase and persistent Gibbs chains for the negative phase.
+
+``test/loglik_bound_ais``: the mean-field lower bound on log p(v) (nats) minus log Z by AIS. Given
+h1, v and h2 are independent, so the DBM is an RBM between h1 and (v, h2): AIS anneals h1 and
+sums v and h2 out analytically.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from dgm_lab.metrics.ais import RBMParams, annealed_importance_sampling, base_rate_bias
+from dgm_lab.models.base import require
+from dgm_lab.models.rbm import (
+    BoltzmannModule,
+    RBMLayer,
+    bernoulli,
+    bernoulli_entropy,
+    device_generator,
+)
+
+BASE_RATE_EXAMPLES = 10000
+
+
+class DBMParams(NamedTuple):
+    """W1 (D, H1), W2 (H1, H2), b (D,), c1 (H1,), c2 (H2,)."""
+
+    w1: torch.Tensor
+    w2: torch.Tensor
+    b: torch.Tensor
+    c1: torch.Tensor
+    c2: torch.Tensor
+
+    def to(self, dtype: torch.dtype) -> DBMParams:
+        return DBMParams(*(t.detach().to(dtype) for t in self))
+
+    def as_rbm(self) -> RBMParams:
+        """The same model as an RBM with "visible" h1 and "hidden" (v, h2): same Z."""
+        return RBMParams(torch.cat([self.w1.T, self.w2], 1), self.c1, torch.cat([self.b, self.c2]))
+
+
+def mean_field(p: DBMParams, v: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fully factorized q(h1) q(h2) for one v (B, D): start at the doubled-weight recognition pass,
+    then ``steps`` sweeps of the fixed-point equations
+        mu1 = sigmoid(v W1 + mu2 W2' + c1),  mu2 = sigmoid(mu1 W2 + c2);
+    each sweep does not decrease the bound ``mean_field_bound``. Returns (mu1, mu2) in [0, 1]."""
+    visible_input = v @ p.w1
+    bottom_up = visible_input + p.c1
+    mu1 = torch.sigmoid(bottom_up + visible_input)
+    mu2 = torch.sigmoid(mu1 @ p.w2 + p.c2)
+    for _ in range(steps):
+        mu1 = torch.sigmoid(bottom_up + mu2 @ p.w2.T)
+        mu2 = torch.sigmoid(mu1 @ p.w2 + p.c2)
+    return mu1, mu2
+
+
+def mean_field_bound(p: DBMParams, v: torch.Tensor, mu1: torch.Tensor, mu2: torch.Tensor) -> torch.Tensor:
+    """E_q[-E(v, h)] + H(q), shape (B,): log p(v) + log Z minus KL(q || p(h | v)) (nats)."""
+    expected_neg_energy = (v @ p.b + mu1 @ p.c1 + mu2 @ p.c2 + ((v @ p.w1) * mu1).sum(-1)
+                           + ((mu1 @ p.w2) * mu2).sum(-1))
+    return expected_neg_energy + bernoulli_entropy(mu1) + bernoulli_entropy(mu2)
+
+
+class DBM(BoltzmannModule):
+    """Two-hidden-layer DBM for binary (or grey-as-probability) images.
+
+    Args:
+        layers: [H1, H2], e.g. [500, 1000] as in the paper.
+        pretrain_epochs_per_layer: epochs for each modified RBM (bottom, then top); joint
+            training runs from epoch 2 * n to the end of the run (0: no pretraining).
+        pretrain_cd_k: CD-k of the pretraining RBMs.
+        cd_k: Gibbs sweeps the persistent chains advance per joint update.
+        num_chains: persistent chains (v, h2); saved in the checkpoint.
+        mean_field_steps: fixed-point sweeps per training example; ``mean_field_eval_steps`` at test.
+    """
+
+    # Pretraining then joint training: the final model is the model, so keep the last checkpoint.
+    default_monitor = ("step", "max")
+
+    def __init__(self, layers: list[int] = (500, 1000), pretrain_epochs_per_layer: int = 10, pretrain_cd_k: int = 1,
+                 cd_k: int = 1, num_chains: int = 100, mean_field_steps: int = 10, mean_field_eval_steps: int = 50,
+                 init_std: float = 0.01, **kwargs):
+        super().__init__(**kwargs)
+        layers = [int(size) for size in layers]
+        require(len(layers) == 2 and min(layers) >= 1, f"model.layers must be two positive sizes [H1, H2], got {layers}.")
+        require(pretrain_epochs_per_layer >= 0, "model.pretrain_epochs_per_layer must be >= 0.")
+        require(min(pretrain_cd_k, cd_k, num_chains) >= 1, "model.pretrain_cd_k, model.cd_k and model.num_chains must be >= 1.")
+        require(mean_field_steps >= 0 and mean_field_eval_steps >= 0, "model.mean_field_steps and mean_field_eval_steps must be >= 0.")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.pretrain_epochs, self.pretrain_cd_k, self.cd_k = int(pretrain_epochs_per_layer), int(pretrain_cd_k), int(cd_k)
+        self.mean_field_steps, self.mean_field_eval_steps = int(mean_field_steps), int(mean_field_eval_steps)
+        hidden1, hidden2 = layers
+        # The pretraining RBMs share W1, W2, b, c2 with the DBM; layers[1].visible_bias is the top
+        # RBM's own h1 bias, averaged into c1 when joint training starts.
+        self.layers = nn.ModuleList([RBMLayer(self.num_visible, hidden1, up_factor=2.0, init_std=init_std),
+                                     RBMLayer(hidden1, hidden2, down_factor=2.0, init_std=init_std)])
+        self.register_buffer("chains_visible", torch.zeros(num_chains, self.num_visible))
+        self.register_buffer("chains_top", torch.zeros(num_chains, hidden2))
+        self.register_buffer("chains_ready", torch.tensor(False))
+        self.register_buffer("joint_started", torch.tensor(False))
+        self.register_buffer("biases_initialized", torch.tensor(False))
+
+    def first_layer(self) -> RBMLayer:
+        return self.layers[0]
+
+    def params(self) -> DBMParams:
+        bottom, top = self.layers
+        return DBMParams(bottom.weight, top.weight, bottom.visible_bias, bottom.hidden_bias, top.hidden_bias)
+
+    def phase(self) -> int:
+        """0, 1: pretraining the bottom / top RBM; 2: joint training."""
+        return min(self.current_epoch // self.pretrain_epochs, 2) if self.pretrain_epochs else 2
+
+    @staticmethod
+    def hidden1_probs(p: DBMParams, v: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(v @ p.w1 + h2 @ p.w2.T + p.c1)
+
+    # -- training --------------------------------------------------------------------------
+    @torch.no_grad()
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        if not bool(self.biases_initialized):
+            images = self.train_images(limit=BASE_RATE_EXAMPLES)
+            if images is not None:
+                self.layers[0].visible_bias.copy_(base_rate_bias(images).float())
+            self.biases_initialized.fill_(True)
+        if self.phase() == 2 and not bool(self.joint_started):
+            bottom, top = self.layers
+            bottom.hidden_bias.copy_(0.5 * (bottom.hidden_bias + top.visible_bias))
+            self.joint_started.fill_(True)
+
+    def training_step(self, batch, batch_idx):
+        x, _ = batch
+        v = x.flatten(1)
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        phase = self.phase()
+        if phase < 2:
+            data = v if phase == 0 else bernoulli(self.layers[0].hidden_probs(v).detach())
+            out = self.layers[phase].contrastive_divergence(data, self.pretrain_cd_k)
+            loss = out["loss"]
+        else:
+            loss = self.joint_gradients(v)
+            self.accumulate_epoch_mean("train/recon_error", loss)
+        optimizer.step()
+        self.log_train_step({"train/loss": loss, "train/phase": torch.tensor(float(phase))}, prog_bar_key="train/loss")
+        return loss
+
+    @torch.no_grad()
+    def joint_gradients(self, v: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Write -(data - model) statistics into ``.grad``: data terms at the mean-field q(h | v),
+        model terms at the persistent chains after ``cd_k`` Gibbs sweeps, with h1 at p(h1 | v, h2)
+        (Rao-Blackwellized). Returns the mean-field reconstruction error (monitoring)."""
+        p = self.params()
+        mu1, mu2 = mean_field(p, v, self.mean_field_steps)
+        if not bool(self.chains_ready):  # start the chains at training examples
+            index = torch.arange(len(self.chains_visible), device=v.device) % len(v)
+            self.chains_visible.copy_(v[index])
+            self.chains_top.copy_(bernoulli(mu2[index], generator))
+            self.chains_ready.fill_(True)
+        chain_v, chain_h2 = self.chains_visible, self.chains_top
+        for _ in range(self.cd_k):
+            chain_h1 = bernoulli(self.hidden1_probs(p, chain_v, chain_h2), generator)
+            chain_v = bernoulli(torch.sigmoid(chain_h1 @ p.w1.T + p.b), generator)
+            chain_h2 = bernoulli(torch.sigmoid(chain_h1 @ p.w2 + p.c2), generator)
+        self.chains_visible.copy_(chain_v)
+        self.chains_top.copy_(chain_h2)
+        model_h1 = self.hidden1_probs(p, chain_v, chain_h2)
+        n, m = len(v), len(chain_v)
+        p.w1.grad = -(v.T @ mu1 / n - chain_v.T @ model_h1 / m)
+        p.w2.grad = -(mu1.T @ mu2 / n - model_h1.T @ chain_h2 / m)
+        p.b.grad = -(v.mean(0) - chain_v.mean(0))
+        p.c1.grad = -(mu1.mean(0) - model_h1.mean(0))
+        p.c2.grad = -(mu2.mean(0) - chain_h2.mean(0))
+        return (v - torch.sigmoid(mu1 @ p.w1.T + p.b)).pow(2).sum(-1).mean()
+
+    # -- monitoring ------------------------------------------------------------------------
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """E[v | mu1] after mean-field inference; images (N, C, H, W) in [0, 1]."""
+        p = self.params()
+        mu1, _ = mean_field(p, x.flatten(1), self.mean_field_steps)
+        return torch.sigmoid(mu1 @ p.w1.T + p.b).reshape(-1, *self.data_shape)
+
+    def validation_step(self, batch, batch_idx):
+        x, _ = batch
+        error = (x - self.reconstruct(x)).flatten(1).pow(2).sum(-1).mean()
+        self.log("val/recon_error", error, on_epoch=True, batch_size=len(x), sync_dist=True)
+
+    # -- test: mean-field bound with log Z by AIS ------------------------------------------
+    @torch.no_grad()
+    def bound_without_log_z(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean-field bound plus log Z, float64 (B,), with ``mean_field_eval_steps`` sweeps."""
+        p = self.params().to(torch.float64)
+        v = x.flatten(1).double()
+        return mean_field_bound(p, v, *mean_field(p, v, self.mean_field_eval_steps))
+
+    def on_test_epoch_start(self) -> None:
+        images = self.train_images(limit=BASE_RATE_EXAMPLES)
+        p = self.params()
+        base = (base_rate_bias(mean_field(p, images, self.mean_field_steps)[0]) if images is not None
+                else torch.zeros(p.c1.shape[0], dtype=torch.float64))
+        self.ais = annealed_importance_sampling(p.as_rbm(), base, self.ais_num_betas, self.ais_num_runs)
+        self.log_ais_result(self.ais)
+
+    def test_step(self, batch, batch_idx):
+        x, _ = batch
+        self.log_ais_estimate("test/loglik_bound_ais", self.bound_without_log_z(x), self.ais)
+
+    # -- generation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, num_samples: int, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
+        """``sample_gibbs_steps`` sweeps h1 | (v, h2) then (v, h2) | h1 from noise; returns
+        E[v | h1] of the last sweep, images (N, C, H, W) in [0, 1]."""
+        generator = device_generator(generator, self.device)
+        p = self.params()
+        v = bernoulli(torch.full((num_samples, self.num_visible), 0.5, device=self.device), generator)
+        h2 = bernoulli(torch.full((num_samples, p.c2.shape[0]), 0.5, device=self.device), generator)
+        for _ in range(self.sample_gibbs_steps):
+            h1 = bernoulli(self.hidden1_probs(p, v, h2), generator)
+            mean = torch.sigmoid(h1 @ p.w1.T + p.b)
+            v = bernoulli(mean, generator)
+            h2 = bernoulli(torch.sigmoid(h1 @ p.w2 + p.c2), generator)
+        return mean.reshape(-1, *self.data_shape)

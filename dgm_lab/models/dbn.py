@@ -1,0 +1,166 @@
+"""Deep belief network (Hinton, Osindero & Teh 2006): a stack of RBMs trained greedily, one layer
+after the other inside one run, each on the hidden activities of the trained layers below.
+
+The top RBM is an undirected prior p(h_{L-1}); the layers below are directed, p(h_{l-1} | h_l)
+from RBM l's visible conditional. ``test/loglik_bound_ais`` is the variational lower bound on
+log p(v) (nats) with q(h_l | h_{l-1}) from the RBMs' hidden conditionals and log Z of the top
+RBM by AIS (Salakhutdinov & Murray 2008, section 4).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dgm_lab.metrics.ais import annealed_importance_sampling, base_rate_bias, unnormalized_log_prob
+from dgm_lab.models.base import require
+from dgm_lab.models.rbm import (
+    BoltzmannModule,
+    RBMLayer,
+    bernoulli,
+    bernoulli_entropy,
+    device_generator,
+)
+
+BASE_RATE_EXAMPLES = 10000  # training examples whose up-pass sets a layer's base rates
+
+
+class DBN(BoltzmannModule):
+    """Greedily trained stack of Bernoulli RBMs.
+
+    Args:
+        layers: hidden layer sizes, bottom to top, e.g. [500, 2000]: RBMs D-500 and 500-2000.
+        epochs_per_layer: layer l trains in epochs [l * n, (l + 1) * n); the top layer keeps
+            training until the run ends (trainer.max_epochs / max_time).
+        cd_k, persistent, num_chains, init_std: as for ``model=rbm``, for every layer.
+        upward: "sample" (binary states, as in the papers) or "mean" (probabilities) as the data
+            of the layer above.
+        bound_samples: draws from q(h | v) per test example for the lower bound (its Monte Carlo
+            noise shrinks as 1/sqrt(bound_samples); the bound itself does not change).
+    """
+
+    # Greedy training: the final stack is the model, so the last checkpoint is the best one.
+    default_monitor = ("step", "max")
+
+    def __init__(self, layers: list[int] = (500, 2000), epochs_per_layer: int = 10, cd_k: int = 1,
+                 persistent: bool = False, num_chains: int = 100, init_std: float = 0.01, upward: str = "sample",
+                 bound_samples: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        layers = [int(size) for size in layers]
+        require(len(layers) >= 1 and min(layers) >= 1, f"model.layers must list positive layer sizes, got {layers}.")
+        require(epochs_per_layer >= 1, f"model.epochs_per_layer must be at least 1, got {epochs_per_layer}.")
+        require(cd_k >= 1, f"model.cd_k must be at least 1, got {cd_k}.")
+        require(upward in ("sample", "mean"), f"model.upward must be sample or mean, got {upward!r}.")
+        require(bound_samples >= 1, f"model.bound_samples must be at least 1, got {bound_samples}.")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.epochs_per_layer, self.cd_k, self.persistent = int(epochs_per_layer), int(cd_k), bool(persistent)
+        self.upward, self.bound_samples = upward, int(bound_samples)
+        sizes = [self.num_visible, *layers]
+        self.layers = nn.ModuleList(
+            RBMLayer(sizes[i], sizes[i + 1], "bernoulli", num_chains if persistent else 0, init_std=init_std)
+            for i in range(len(layers))
+        )
+        self.register_buffer("layers_initialized", torch.zeros(len(layers), dtype=torch.bool))
+
+    def first_layer(self) -> RBMLayer:
+        return self.layers[0]
+
+    def active_layer(self) -> int:
+        return min(self.current_epoch // self.epochs_per_layer, len(self.layers) - 1)
+
+    def up(self, v: torch.Tensor, depth: int, sample: bool, generator=None) -> torch.Tensor:
+        """Activities of layer ``depth`` (0 = the data) from ``v`` (B, D) through the RBMs below."""
+        for layer in self.layers[:depth]:
+            probs = layer.hidden_probs(v)
+            v = bernoulli(probs, generator) if sample else probs
+        return v
+
+    # -- greedy training -------------------------------------------------------------------
+    @torch.no_grad()
+    def on_train_epoch_start(self) -> None:
+        """When a layer starts: its visible biases at the base rates of its input (Hinton's guide)."""
+        super().on_train_epoch_start()
+        index = self.active_layer()
+        if bool(self.layers_initialized[index]):
+            return
+        images = self.train_images(limit=BASE_RATE_EXAMPLES)
+        if images is not None:
+            self.layers[index].visible_bias.copy_(base_rate_bias(self.up(images, index, sample=False)).float())
+        self.layers_initialized[index] = True
+
+    def training_step(self, batch, batch_idx):
+        x, _ = batch
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)  # frozen layers get no update (not even weight decay)
+        index = self.active_layer()
+        with torch.no_grad():
+            v = self.up(x.flatten(1), index, sample=self.upward == "sample")
+        out = self.layers[index].contrastive_divergence(v, self.cd_k, self.persistent)
+        optimizer.step()
+        self.log_train_step({"train/free_energy_diff": out["loss"], "train/layer": torch.tensor(float(index))},
+                            prog_bar_key="train/free_energy_diff")
+        if out["recon"] is not None:
+            self.accumulate_epoch_mean(f"train/layer{index}_recon_error", (v - out["recon"]).pow(2).sum(-1).mean())
+        return out["loss"]
+
+    # -- monitoring ------------------------------------------------------------------------
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic pass up the whole stack and back down; images (N, C, H, W) in [0, 1]."""
+        h = self.up(x.flatten(1), len(self.layers), sample=False)
+        for layer in reversed(self.layers):
+            h = layer.visible_mean(h)
+        return h.reshape(-1, *self.data_shape)
+
+    def validation_step(self, batch, batch_idx):
+        x, _ = batch
+        error = (x - self.reconstruct(x)).flatten(1).pow(2).sum(-1).mean()
+        self.log("val/recon_error", error, on_epoch=True, batch_size=len(x), sync_dist=True)
+
+    # -- test: lower bound with log Z of the top RBM by AIS --------------------------------
+    @torch.no_grad()
+    def bound_without_log_z(self, v: torch.Tensor, num_samples: int, generator=None) -> torch.Tensor:
+        """E_q[log p*(v, h_1..h_{L-1}) - log q(h_1..h_{L-1} | v)], float64 (B,), by ``num_samples``
+        draws from q; minus log Z of the top RBM it is a lower bound on log p(v) (nats).
+
+        log p* = sum_l log p(h_{l-1} | h_l) + log p*_top(h_{L-1}), the top RBM's hidden units summed
+        out; the entropy of each q(h_l | h_{l-1}) is exact given the draw h_{l-1}.
+        """
+        params = [layer.ais_params().to(torch.float64) for layer in self.layers]
+        below = v.flatten(1).double().repeat(num_samples, 1)
+        total = torch.zeros(len(below), dtype=torch.float64, device=below.device)
+        for p in params[:-1]:
+            probs = torch.sigmoid(below @ p.weight + p.hidden_bias)
+            h = bernoulli(probs, generator)
+            visible_input = h @ p.weight.T + p.visible_bias
+            total += (below * visible_input - F.softplus(visible_input)).sum(-1) + bernoulli_entropy(probs)
+            below = h
+        total += unnormalized_log_prob(params[-1], below)
+        return total.view(num_samples, -1).mean(0)
+
+    def on_test_epoch_start(self) -> None:
+        depth = len(self.layers) - 1
+        images = self.train_images(limit=BASE_RATE_EXAMPLES)
+        base = (base_rate_bias(self.up(images, depth, sample=False)) if images is not None
+                else torch.zeros(self.layers[-1].weight.shape[0], dtype=torch.float64))
+        self.ais = annealed_importance_sampling(self.layers[-1].ais_params(), base, self.ais_num_betas, self.ais_num_runs)
+        self.log_ais_result(self.ais)
+
+    def test_step(self, batch, batch_idx):
+        x, _ = batch
+        self.log_ais_estimate("test/loglik_bound_ais", self.bound_without_log_z(x, self.bound_samples), self.ais)
+
+    # -- generation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, num_samples: int, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
+        """Gibbs chain in the top RBM from noise (``sample_gibbs_steps`` sweeps), then one
+        directed down pass; returns E[v | h_1], images (N, C, H, W) in [0, 1]."""
+        generator = device_generator(generator, self.device)
+        top = self.layers[-1]
+        state = bernoulli(torch.full((num_samples, top.weight.shape[0]), 0.5, device=self.device), generator)
+        state = top.gibbs_sweeps(state, self.sample_gibbs_steps - 1, generator)
+        hidden = bernoulli(top.hidden_probs(state), generator)
+        for layer in reversed(self.layers[1:]):  # h_{L-1} from the top RBM, then down to h_1
+            hidden = bernoulli(layer.visible_mean(hidden), generator)
+        return self.layers[0].visible_mean(hidden).reshape(-1, *self.data_shape)
