@@ -15,11 +15,23 @@ import time
 import torch
 
 from dgm_lab.data import MNISTDataModule
-from dgm_lab.metrics.ais import annealed_importance_sampling, base_rate_bias, exact_log_partition
+from dgm_lab.metrics.ais import (
+    RBMParams,
+    annealed_importance_sampling,
+    base_rate_bias,
+    exact_log_partition,
+)
 from dgm_lab.models.rbm import RBMLayer
-from tests.test_ais import random_rbm
 
 SCHEDULES = [1000, 14500]
+
+
+def random_rbm(num_visible, num_hidden, visible="bernoulli", scale=1.0, seed=0) -> RBMParams:
+    """Weights N(0, scale^2), biases N(0, 0.25): the same draw as tests/test_ais.py."""
+    g = torch.Generator().manual_seed(seed)
+    return RBMParams(torch.randn(num_visible, num_hidden, generator=g, dtype=torch.float64) * scale,
+                     torch.randn(num_visible, generator=g, dtype=torch.float64) * 0.5,
+                     torch.randn(num_hidden, generator=g, dtype=torch.float64) * 0.5, visible)
 
 
 def trained_mnist_rbm(num_hidden: int, images: torch.Tensor, epochs: int = 10):

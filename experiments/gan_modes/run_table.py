@@ -45,8 +45,11 @@ def run(data: str, config: str, seed: int) -> None:
     print("OMP_NUM_THREADS=1", " ".join(args), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-m", "dgm_lab.train", *args[1:], "logger=csv"], cwd=REPO, env=env,
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = subprocess.run([sys.executable, "-m", "dgm_lab.train", *args[1:], "logger=csv"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode:  # reported and left out of the table; the sweep goes on
+        print(f"  failed ({result.returncode}): {result.stderr.strip().splitlines()[-1:]}", flush=True)
+        return
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     # CPU time of the whole process (imports, validation, test included): wall time depends on
     # whatever else the machine runs, CPU time much less
@@ -67,6 +70,8 @@ def table() -> str:
                 if not path.exists():
                     continue
                 summary = json.loads(path.read_text())
+                if summary["status"] != "completed":
+                    continue
                 m = summary["metrics"]
                 cpu_file = path.parent / "cpu_seconds.json"
                 cpu = json.loads(cpu_file.read_text())["cpu_seconds"] if cpu_file.exists() else float("nan")
