@@ -67,6 +67,24 @@ def test_dbn_bound_matches_enumeration_and_lies_below_log_p():
     torch.testing.assert_close(estimate, exact_bound, atol=0.05, rtol=0)
 
 
+def test_upper_layer_starts_at_the_lower_rbms_own_prior():
+    """With W2 = W1', the DBN is the bottom RBM again and q(h1 | v) its exact posterior: the
+    bound equals the bottom RBM's log p(v) (Hinton, Osindero & Teh 2006), checked by enumeration."""
+    dbn = DBN(layers=[4, 6], data_shape=[1, 2, 3], num_classes=10, optimizer=SGD).double()
+    randomize(dbn, std=1.0)
+    dbn.initialize_layer(1)
+    bottom, top = (layer.ais_params().to(torch.float64) for layer in dbn.layers)
+    v = torch.randint(0, 2, (5, 6), generator=torch.Generator().manual_seed(1)).double()
+    h1 = all_states(4)
+    visible_input = h1 @ bottom.weight.T + bottom.visible_bias
+    log_joint = v @ visible_input.T - torch.nn.functional.softplus(visible_input).sum(-1) + unnormalized_log_prob(top, h1)
+    q_probs = torch.sigmoid(v @ bottom.weight + bottom.hidden_bias)
+    log_q = (h1 @ q_probs.log().T + (1 - h1) @ torch.log1p(-q_probs).T).T  # (5, 16)
+    bound = (log_q.exp() * (log_joint - log_q)).sum(1) - exact_log_partition(top)
+    rbm_log_p = unnormalized_log_prob(bottom, v) - exact_log_partition(bottom)
+    torch.testing.assert_close(bound, rbm_log_p, atol=1e-9, rtol=0)
+
+
 def test_one_layer_dbn_bound_is_the_rbm_log_likelihood():
     dbn = DBN(layers=[5], data_shape=[1, 2, 3], num_classes=10, optimizer=SGD).double()
     randomize(dbn, std=1.0)

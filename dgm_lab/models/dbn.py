@@ -38,6 +38,8 @@ class DBN(BoltzmannModule):
             of the layer above.
         bound_samples: draws from q(h | v) per test example for the lower bound (its Monte Carlo
             noise shrinks as 1/sqrt(bound_samples); the bound itself does not change).
+        init_from_below: start each upper RBM as the prior implied by the RBM below when it has
+            at least as many hidden units as that RBM has visible units (see ``initialize_layer``).
     """
 
     # Greedy training: the final stack is the model, so the last checkpoint is the best one.
@@ -45,7 +47,7 @@ class DBN(BoltzmannModule):
 
     def __init__(self, layers: list[int] = (500, 2000), epochs_per_layer: int = 10, cd_k: int = 1,
                  persistent: bool = False, num_chains: int = 100, init_std: float = 0.01, upward: str = "sample",
-                 bound_samples: int = 10, **kwargs):
+                 bound_samples: int = 10, init_from_below: bool = True, **kwargs):
         super().__init__(**kwargs)
         layers = [int(size) for size in layers]
         require(len(layers) >= 1 and min(layers) >= 1, f"model.layers must list positive layer sizes, got {layers}.")
@@ -55,7 +57,7 @@ class DBN(BoltzmannModule):
         require(bound_samples >= 1, f"model.bound_samples must be at least 1, got {bound_samples}.")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.epochs_per_layer, self.cd_k, self.persistent = int(epochs_per_layer), int(cd_k), bool(persistent)
-        self.upward, self.bound_samples = upward, int(bound_samples)
+        self.upward, self.bound_samples, self.init_from_below = upward, int(bound_samples), bool(init_from_below)
         sizes = [self.num_visible, *layers]
         self.layers = nn.ModuleList(
             RBMLayer(sizes[i], sizes[i + 1], "bernoulli", num_chains if persistent else 0, init_std=init_std)
@@ -79,14 +81,30 @@ class DBN(BoltzmannModule):
     # -- greedy training -------------------------------------------------------------------
     @torch.no_grad()
     def on_train_epoch_start(self) -> None:
-        """When a layer starts: its visible biases at the base rates of its input (Hinton's guide)."""
         super().on_train_epoch_start()
         index = self.active_layer()
-        if bool(self.layers_initialized[index]):
-            return
-        images = self.train_images(limit=BASE_RATE_EXAMPLES)
-        if images is not None:
-            self.layers[index].visible_bias.copy_(base_rate_bias(self.up(images, index, sample=False)).float())
+        if not bool(self.layers_initialized[index]):
+            self.initialize_layer(index)
+
+    @torch.no_grad()
+    def initialize_layer(self, index: int) -> None:
+        """When layer ``index`` starts training. With ``init_from_below`` and room for it (H_l >=
+        the layer below's visible size), it starts as the prior the layer below already implies:
+        RBM l-1's marginal over its hidden units is an RBM with weights W_{l-1}', visible biases
+        c_{l-1} and hidden biases b_{l-1} (Hinton, Osindero & Teh 2006: the bound then starts at
+        the lower model's log-likelihood); extra hidden units keep their small random weights.
+        Otherwise its visible biases start at the base rates of its input (Hinton's guide)."""
+        layer = self.layers[index]
+        below = self.layers[index - 1] if index > 0 else None
+        if self.init_from_below and below is not None and layer.weight.shape[1] >= below.weight.shape[0]:
+            num_inputs = below.weight.shape[0]
+            layer.weight[:, :num_inputs] = below.weight.T
+            layer.hidden_bias[:num_inputs] = below.visible_bias
+            layer.visible_bias.copy_(below.hidden_bias)
+        else:
+            images = self.train_images(limit=BASE_RATE_EXAMPLES)
+            if images is not None:
+                layer.visible_bias.copy_(base_rate_bias(self.up(images, index, sample=False)).float())
         self.layers_initialized[index] = True
 
     def training_step(self, batch, batch_idx):
