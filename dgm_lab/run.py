@@ -56,7 +56,9 @@ def train(cfg: DictConfig) -> dict:
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         ckpt_path = _resume_checkpoint(cfg)
+        fit_started = time.time()
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        summary["timing"] = _fit_timing(time.time() - fit_started, model, trainer)
         summary["metrics"].update(_scalars(trainer.callback_metrics))
         if cfg.get("test"):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -83,6 +85,19 @@ def train(cfg: DictConfig) -> dict:
             (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         _finish_wandb()
     return summary
+
+
+def _fit_timing(seconds: float, model, trainer) -> dict:
+    """Training throughput for comparing runs (DDP vs one process, presets): one iteration is one
+    optimizer step, or one generator iteration for GANs, whose global_step counts every optimizer.
+    The fit time includes validation and checkpointing; a resumed run counts from its checkpoint."""
+    total = getattr(model, "generator_steps", None)
+    iterations = trainer.global_step if total is None else total
+    iterations -= getattr(model, "iterations_at_fit_start", 0)
+    timing = {"fit_s": round(seconds, 2), "iterations": int(iterations)}
+    if iterations > 0:
+        timing["ms_per_iteration"] = round(1000 * seconds / iterations, 3)
+    return timing
 
 
 def _fill_monitor(cfg: DictConfig) -> None:

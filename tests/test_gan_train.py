@@ -50,6 +50,7 @@ def test_every_gan_variant_trains_end_to_end(tmp_path):
         iterations = 2 * (4 if model["n_critic"] == 1 else 1)
         assert summary["metrics"]["val/generator_step"] == iterations
         assert summary["global_step"] == iterations * (model["n_critic"] + 1)  # Lightning counts optimizer steps
+        assert summary["timing"]["iterations"] == iterations  # throughput per generator iteration
         for key in ("val/d_loss", "val/g_loss", "test/d_loss", "test/generator_step"):
             assert key in summary["metrics"], (model["loss"], key)
         checkpoint = checkpoint_weights(run)

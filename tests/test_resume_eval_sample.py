@@ -32,6 +32,7 @@ def test_resume_gives_identical_weights(tmp_path):
     assert torch.equal(first, next(iter(b["optimizer_states"][0]["state"].values()))["exp_avg_sq"])
     summary = json.loads((split / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["global_step"] == a["global_step"]
+    assert summary["timing"]["iterations"] == a["global_step"] // 2  # the resumed fit did half the steps
 
 
 def test_resume_rejects_group_change(tmp_path):

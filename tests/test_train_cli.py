@@ -25,6 +25,9 @@ def test_model_trains_end_to_end(tmp_path, model):
     # The k-sample estimate is at least as tight as the ELBO on average (a few nats of noise allowed).
     assert -metrics["test/nll_iwae"] >= metrics["test/elbo"] - 2.0
     assert summary["config"]["model"]["data_shape"] == [1, 8, 8]
+    timing = summary["timing"]
+    assert timing["iterations"] == summary["global_step"] > 0
+    assert timing["ms_per_iteration"] == pytest.approx(1000 * timing["fit_s"] / timing["iterations"], rel=0.02)  # fit_s is rounded
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert summary["best"]["monitor"] == "val/elbo" and (run / summary["best"]["checkpoint"]).exists()
     for kind in ("samples", "reconstructions", "interpolations"):

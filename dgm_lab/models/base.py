@@ -75,6 +75,10 @@ class GenerativeModule(pl.LightningModule):
         """Return ``num_samples`` images (N, C, H, W) in [0, 1]."""
         raise NotImplementedError(f"{type(self).__name__} does not implement sample()")
 
+    def on_train_start(self) -> None:
+        # after a resume has restored the counters: the run summary times only this fit's iterations
+        self.iterations_at_fit_start = getattr(self, "generator_steps", self.trainer.global_step)
+
     # -- checkpoint contents -------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:
