@@ -31,6 +31,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py
+	$(BIN)/python benchmarks/ddp_cpu.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
