@@ -70,7 +70,7 @@ def test_dbn_bound_matches_enumeration_and_lies_below_log_p():
 def test_upper_layer_starts_at_the_lower_rbms_own_prior():
     """With W2 = W1', the DBN is the bottom RBM again and q(h1 | v) its exact posterior: the
     bound equals the bottom RBM's log p(v) (Hinton, Osindero & Teh 2006), checked by enumeration."""
-    dbn = DBN(layers=[4, 6], data_shape=[1, 2, 3], num_classes=10, optimizer=SGD).double()
+    dbn = DBN(layers=[4, 6], data_shape=[1, 2, 3], num_classes=10, optimizer=SGD, init_from_below=True).double()
     randomize(dbn, std=1.0)
     dbn.initialize_layer(1)
     bottom, top = (layer.ais_params().to(torch.float64) for layer in dbn.layers)

@@ -47,7 +47,7 @@ class DBN(BoltzmannModule):
 
     def __init__(self, layers: list[int] = (500, 2000), epochs_per_layer: int = 10, cd_k: int = 1,
                  persistent: bool = False, num_chains: int = 100, init_std: float = 0.01, upward: str = "sample",
-                 bound_samples: int = 10, init_from_below: bool = True, **kwargs):
+                 bound_samples: int = 10, init_from_below: bool = False, **kwargs):
         super().__init__(**kwargs)
         layers = [int(size) for size in layers]
         require(len(layers) >= 1 and min(layers) >= 1, f"model.layers must list positive layer sizes, got {layers}.")
