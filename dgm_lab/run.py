@@ -58,7 +58,7 @@ def train(cfg: DictConfig) -> dict:
         ckpt_path = _resume_checkpoint(cfg)
         fit_started = time.time()
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        summary["timing"] = _fit_timing(time.time() - fit_started, model, trainer)
+        summary["timing"] = _fit_timing(time.time() - fit_started, model)
         summary["metrics"].update(_scalars(trainer.callback_metrics))
         if cfg.get("test"):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -87,13 +87,11 @@ def train(cfg: DictConfig) -> dict:
     return summary
 
 
-def _fit_timing(seconds: float, model, trainer) -> dict:
+def _fit_timing(seconds: float, model) -> dict:
     """Training throughput for comparing runs (DDP vs one process, presets): one iteration is one
     optimizer step, or one generator iteration for GANs, whose global_step counts every optimizer.
     The fit time includes validation and checkpointing; a resumed run counts from its checkpoint."""
-    total = getattr(model, "generator_steps", None)
-    iterations = trainer.global_step if total is None else total
-    iterations -= getattr(model, "iterations_at_fit_start", 0)
+    iterations = model.training_iterations - getattr(model, "iterations_at_fit_start", 0)
     timing = {"fit_s": round(seconds, 2), "iterations": int(iterations)}
     if iterations > 0:
         timing["ms_per_iteration"] = round(1000 * seconds / iterations, 3)

@@ -86,7 +86,7 @@ class ModeCoverage(pl.Callback):
         self._report(trainer, pl_module, "test")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = _progress_step(trainer, pl_module)
+        step = pl_module.training_iterations
         if self.plot_every_n_steps and step % self.plot_every_n_steps == 0:
             points, scores = self.measure(trainer, pl_module)
             self.plot(trainer, pl_module, points, scores)
@@ -98,7 +98,7 @@ class ModeCoverage(pl.Callback):
         matplotlib.use("Agg")  # no display on servers
         import matplotlib.pyplot as plt
 
-        step = _progress_step(trainer, pl_module)
+        step = pl_module.training_iterations
         folder = Path(self.folder or Path(trainer.default_root_dir) / "samples")
         folder.mkdir(parents=True, exist_ok=True)
         centres = trainer.datamodule.mode_centres
@@ -120,7 +120,3 @@ class ModeCoverage(pl.Callback):
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="samples/modes", images=[str(path)], step=trainer.global_step)
 
-
-def _progress_step(trainer, pl_module) -> int:
-    """Generator iterations for GANs (whose global_step counts every optimizer step), else global_step."""
-    return int(getattr(pl_module, "generator_steps", trainer.global_step))

@@ -36,7 +36,7 @@ class ImageSamples(pl.Callback):
         self.write(trainer, pl_module, tag=f"epoch{trainer.current_epoch + 1:04d}")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = int(getattr(pl_module, "generator_steps", trainer.global_step))  # GANs: generator iterations
+        step = pl_module.training_iterations  # GANs: generator iterations
         if self.every_n_steps and step % self.every_n_steps == 0 and _images(pl_module):
             self.write(trainer, pl_module, tag=f"step{step:07d}")
 

@@ -75,9 +75,15 @@ class GenerativeModule(pl.LightningModule):
         """Return ``num_samples`` images (N, C, H, W) in [0, 1]."""
         raise NotImplementedError(f"{type(self).__name__} does not implement sample()")
 
+    @property
+    def training_iterations(self) -> int:
+        """Training progress: optimizer steps here; the GAN counts generator iterations instead
+        (its global_step counts every optimizer). Sample grids, plots and run timing use it."""
+        return self.trainer.global_step
+
     def on_train_start(self) -> None:
         # after a resume has restored the counters: the run summary times only this fit's iterations
-        self.iterations_at_fit_start = getattr(self, "generator_steps", self.trainer.global_step)
+        self.iterations_at_fit_start = self.training_iterations
 
     # -- checkpoint contents -------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -112,6 +112,10 @@ class GAN(GenerativeModule):
         self._noise: torch.Generator | None = None
         self._noise_state: torch.Tensor | None = None  # restored from a checkpoint
 
+    @property
+    def training_iterations(self) -> int:
+        return self.generator_steps
+
     # -- data space ---------------------------------------------------------------------------
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
         """Images [0, 1] -> [-1, 1]; vectors unchanged."""
