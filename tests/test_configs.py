@@ -89,6 +89,7 @@ def test_conv_vae_rejects_indivisible_image(compose_train):
     (["model=no_such_model"], "no_such_model"),
     (["data.batchsize=3"], "batchsize"),
     (["optimizer.lr=-1"], "optimizer.lr must be positive"),
+    (["model=dbn", "data=digits", "model.stage_lr_scale=[1.0]"], "model.stage_lr_scale needs 2 positive factors"),
 ])
 def test_cli_rejects_bad_overrides_with_one_message(tmp_path, args, expected):
     result = run_cli("dgm-train", *args, f"hydra.run.dir={tmp_path / 'run'}", "logger=none")

@@ -106,6 +106,31 @@ def test_dbn_greedy_training_and_bound_through_the_cli(tmp_path):
     assert (run / "samples" / "filters_epoch0002.png").exists()
 
 
+def test_dbn_layers_each_get_the_whole_schedule_and_resume_across_a_layer_boundary(tmp_path):
+    """Every stage (here: layer) restarts the LR schedule over its own epochs, times its
+    ``stage_lr_scale``; stopping after layer 0 and resuming into layer 1 gives the same weights."""
+    settings = [*BASE, "model=dbn", "model.layers=[16,8]", "model.epochs_per_layer=2", "model.persistent=true",
+                "model.stage_lr_scale=[1.0,0.5]", "scheduler=cosine", "test=false"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train_run(straight, *settings, "trainer.max_epochs=4", fast=False)
+    train_run(split, *settings, "trainer.max_epochs=2", fast=False)
+    halfway = torch.load(split / "checkpoints" / "last.ckpt", weights_only=True)
+    assert int(halfway["state_dict"]["started_stage"]) == 0
+    # Layer 0, second epoch: a cosine over its 2 epochs is at half the configured 0.05.
+    assert halfway["lr_schedulers"][0]["T_max"] == 2
+    assert halfway["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.025)
+    result = run_cli("dgm-train", f"resume={split}", "trainer.max_epochs=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(split / "checkpoints" / "last.ckpt", weights_only=True)
+    assert int(a["state_dict"]["started_stage"]) == int(b["state_dict"]["started_stage"]) == 1
+    for checkpoint in (a, b):  # layer 1, second epoch: 0.05 * 0.5, then half of it again
+        assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0125)
+    assert a["global_step"] == b["global_step"] > 0
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+
+
 def test_dbm_bound_is_below_the_exact_log_likelihood(tmp_path):
     run = tmp_path / "dbm"
     summary = train_run(run, *BASE, *AIS, "model=dbm", "model.layers=[12,6]", "model.pretrain_epochs_per_layer=1",

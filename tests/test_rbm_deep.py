@@ -72,7 +72,7 @@ def test_upper_layer_starts_at_the_lower_rbms_own_prior():
     bound equals the bottom RBM's log p(v) (Hinton, Osindero & Teh 2006), checked by enumeration."""
     dbn = DBN(layers=[4, 6], data_shape=[1, 2, 3], num_classes=10, optimizer=SGD, init_from_below=True).double()
     randomize(dbn, std=1.0)
-    dbn.initialize_layer(1)
+    dbn.begin_stage(1)
     bottom, top = (layer.ais_params().to(torch.float64) for layer in dbn.layers)
     v = torch.randint(0, 2, (5, 6), generator=torch.Generator().manual_seed(1)).double()
     h1 = all_states(4)
@@ -135,7 +135,7 @@ def test_dbm_pretrains_bottom_then_top_then_trains_jointly():
     assert changed(snapshots, 1, "layers.1.weight") and not changed(snapshots, 1, "layers.0.weight")
     assert changed(snapshots, 2, "layers.0.weight") and changed(snapshots, 2, "layers.1.weight")
     assert not changed(snapshots, 2, "layers.1.visible_bias")  # the top RBM's own h1 bias is retired
-    assert bool(model.joint_started) and bool(model.chains_ready)
+    assert int(model.started_stage) == 2 and bool(model.chains_ready)
     assert set(model.chains_visible.unique().tolist()) <= {0.0, 1.0}
     assert model.sample(3).shape == (3, 1, 8, 8)
 

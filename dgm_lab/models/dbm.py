@@ -104,8 +104,7 @@ class DBM(BoltzmannModule):
         self.register_buffer("chains_visible", torch.zeros(num_chains, self.num_visible))
         self.register_buffer("chains_top", torch.zeros(num_chains, hidden2))
         self.register_buffer("chains_ready", torch.tensor(False))
-        self.register_buffer("joint_started", torch.tensor(False))
-        self.register_buffer("biases_initialized", torch.tensor(False))
+        self.check_stages()
 
     def first_layer(self) -> RBMLayer:
         return self.layers[0]
@@ -114,43 +113,39 @@ class DBM(BoltzmannModule):
         bottom, top = self.layers
         return DBMParams(bottom.weight, top.weight, bottom.visible_bias, bottom.hidden_bias, top.hidden_bias)
 
-    def phase(self) -> int:
-        """0, 1: pretraining the bottom / top RBM; 2: joint training."""
-        return min(self.current_epoch // self.pretrain_epochs, 2) if self.pretrain_epochs else 2
+    def stage_starts(self) -> list[int]:
+        """Stages 0, 1: pretraining the bottom / top RBM; 2: joint training (until the run ends)."""
+        return [0, self.pretrain_epochs, 2 * self.pretrain_epochs]
 
     @staticmethod
     def hidden1_probs(p: DBMParams, v: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(v @ p.w1 + h2 @ p.w2.T + p.c1)
 
     # -- training --------------------------------------------------------------------------
-    @torch.no_grad()
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        if not bool(self.biases_initialized):
+    def begin_stage(self, stage: int) -> None:
+        if stage == 0:  # visible biases at the data's base rates (Hinton's guide, section 8)
             images = self.train_images(limit=BASE_RATE_EXAMPLES)
             if images is not None:
                 self.layers[0].visible_bias.copy_(base_rate_bias(images).float())
-            self.biases_initialized.fill_(True)
-        if self.phase() == 2 and not bool(self.joint_started):
+        elif stage == 2:  # both RBMs modelled h1: the DBM's h1 bias is the average of their two
             bottom, top = self.layers
             bottom.hidden_bias.copy_(0.5 * (bottom.hidden_bias + top.visible_bias))
-            self.joint_started.fill_(True)
 
     def training_step(self, batch, batch_idx):
         x, _ = batch
         v = x.flatten(1)
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
-        phase = self.phase()
-        if phase < 2:
-            data = v if phase == 0 else bernoulli(self.layers[0].hidden_probs(v).detach())
-            out = self.layers[phase].contrastive_divergence(data, self.pretrain_cd_k)
+        stage = self.stage()
+        if stage < 2:
+            data = v if stage == 0 else bernoulli(self.layers[0].hidden_probs(v).detach())
+            out = self.layers[stage].contrastive_divergence(data, self.pretrain_cd_k)
             loss = out["loss"]
         else:
             loss = self.joint_gradients(v)
             self.accumulate_epoch_mean("train/recon_error", loss)
         optimizer.step()
-        self.log_train_step({"train/loss": loss, "train/phase": torch.tensor(float(phase))}, prog_bar_key="train/loss")
+        self.log_train_step({"train/loss": loss, "train/stage": torch.tensor(float(stage))}, prog_bar_key="train/loss")
         return loss
 
     @torch.no_grad()

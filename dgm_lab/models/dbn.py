@@ -39,7 +39,7 @@ class DBN(BoltzmannModule):
         bound_samples: draws from q(h | v) per test example for the lower bound (its Monte Carlo
             noise shrinks as 1/sqrt(bound_samples); the bound itself does not change).
         init_from_below: start each upper RBM as the prior implied by the RBM below when it has
-            at least as many hidden units as that RBM has visible units (see ``initialize_layer``).
+            at least as many hidden units as that RBM has visible units (see ``begin_stage``).
     """
 
     # Greedy training: the final stack is the model, so the last checkpoint is the best one.
@@ -63,13 +63,14 @@ class DBN(BoltzmannModule):
             RBMLayer(sizes[i], sizes[i + 1], "bernoulli", num_chains if persistent else 0, init_std=init_std)
             for i in range(len(layers))
         )
-        self.register_buffer("layers_initialized", torch.zeros(len(layers), dtype=torch.bool))
+        self.check_stages()
 
     def first_layer(self) -> RBMLayer:
         return self.layers[0]
 
-    def active_layer(self) -> int:
-        return min(self.current_epoch // self.epochs_per_layer, len(self.layers) - 1)
+    def stage_starts(self) -> list[int]:
+        """Layer l trains from epoch l * epochs_per_layer; the top one until the run ends."""
+        return [index * self.epochs_per_layer for index in range(len(self.layers))]
 
     def up(self, v: torch.Tensor, depth: int, sample: bool, generator=None) -> torch.Tensor:
         """Activities of layer ``depth`` (0 = the data) from ``v`` (B, D) through the RBMs below."""
@@ -80,14 +81,7 @@ class DBN(BoltzmannModule):
 
     # -- greedy training -------------------------------------------------------------------
     @torch.no_grad()
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        index = self.active_layer()
-        if not bool(self.layers_initialized[index]):
-            self.initialize_layer(index)
-
-    @torch.no_grad()
-    def initialize_layer(self, index: int) -> None:
+    def begin_stage(self, index: int) -> None:
         """When layer ``index`` starts training. With ``init_from_below`` and room for it (H_l >=
         the layer below's visible size), it starts as the prior the layer below already implies:
         RBM l-1's marginal over its hidden units is an RBM with weights W_{l-1}', visible biases
@@ -105,13 +99,12 @@ class DBN(BoltzmannModule):
             images = self.train_images(limit=BASE_RATE_EXAMPLES)
             if images is not None:
                 layer.visible_bias.copy_(base_rate_bias(self.up(images, index, sample=False)).float())
-        self.layers_initialized[index] = True
 
     def training_step(self, batch, batch_idx):
         x, _ = batch
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)  # frozen layers get no update (not even weight decay)
-        index = self.active_layer()
+        index = self.stage()
         with torch.no_grad():
             v = self.up(x.flatten(1), index, sample=self.upward == "sample")
         out = self.layers[index].contrastive_divergence(v, self.cd_k, self.persistent)

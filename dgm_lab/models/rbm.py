@@ -192,11 +192,15 @@ class BoltzmannModule(GenerativeModule):
     """
 
     def __init__(self, *, sample_gibbs_steps: int = 1000, filter_grid_every_n_epochs: int = 1,
-                 monitor_examples: int = 500, evaluation: dict | None = None, **kwargs):
+                 monitor_examples: int = 500, evaluation: dict | None = None,
+                 stage_lr_scale: list[float] | None = None, **kwargs):
         super().__init__(**kwargs)
         require(sample_gibbs_steps >= 1, f"model.sample_gibbs_steps must be >= 1, got {sample_gibbs_steps}.")
         require(monitor_examples >= 1, f"model.monitor_examples must be >= 1, got {monitor_examples}.")
         self.automatic_optimization = False  # CD statistics are not the gradient of a loss we could backprop
+        self.stage_lr_scale = None if stage_lr_scale is None else [float(scale) for scale in stage_lr_scale]
+        # The stage whose start-up has run; in the checkpoint, so a resume does not start it again.
+        self.register_buffer("started_stage", torch.tensor(-1))
         self.sample_gibbs_steps = int(sample_gibbs_steps)
         self.filter_grid_every_n_epochs = int(filter_grid_every_n_epochs)
         self.monitor_examples = int(monitor_examples)
@@ -210,16 +214,60 @@ class BoltzmannModule(GenerativeModule):
         weights = [p for name, p in self.named_parameters() if name.endswith("weight")]
         biases = [p for name, p in self.named_parameters() if not name.endswith("weight")]
         optimizer = self.optimizer_factory([{"params": weights}, {"params": biases, "weight_decay": 0.0}])
+        self.configured_lrs = [group["lr"] for group in optimizer.param_groups]
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
 
+    # -- training stages (DBN: one per layer; DBM: two pretraining RBMs, then joint training) --
+    def stage_starts(self) -> list[int]:
+        """First epoch of each training stage, in order; one stage unless a model says otherwise."""
+        return [0]
+
+    def check_stages(self) -> None:
+        """Validates ``stage_lr_scale`` against the stages; models call it once they are built."""
+        scales, count = self.stage_lr_scale, len(self.stage_starts())
+        require(scales is None or (len(scales) == count and min(scales) > 0),
+                f"model.stage_lr_scale needs {count} positive factors, one per training stage, got {scales}.")
+
+    def stage(self) -> int:
+        """Index of the stage that the current epoch belongs to."""
+        return max(i for i, start in enumerate(self.stage_starts()) if start <= self.current_epoch)
+
+    def begin_stage(self, stage: int) -> None:
+        """Called once when ``stage`` starts (after a resume only if it had not started yet)."""
+
+    def restart_optimizer(self, stage: int) -> None:
+        """A stage trains its parameters afresh: momentum is cleared, the LR is the configured one
+        times ``stage_lr_scale[stage]``, and the scheduler starts again, a cosine one decaying over
+        the stage's own epochs (T_max), so that every layer of a stack gets the whole schedule."""
+        optimizer = self.optimizers().optimizer
+        optimizer.state.clear()
+        scale = self.stage_lr_scale[stage] if self.stage_lr_scale else 1.0
+        for group, lr in zip(optimizer.param_groups, self.configured_lrs, strict=True):
+            group["lr"] = group["initial_lr"] = lr * scale
+        if self.scheduler_factory is None:
+            return
+        scheduler = self.scheduler_factory(optimizer)
+        starts = self.stage_starts()
+        end = starts[stage + 1] if stage + 1 < len(starts) else self.trainer.max_epochs
+        if hasattr(scheduler, "T_max") and end is not None and end > starts[stage]:
+            scheduler.T_max = end - starts[stage]
+        self.trainer.lr_scheduler_configs[0].scheduler = scheduler
+
     def on_train_epoch_start(self) -> None:
-        """Manual optimization: Lightning does not step the LR scheduler. Stepping it up to the
-        current epoch at epoch start (not at epoch end, after the checkpoint was written) keeps
-        a resumed run on the same schedule."""
+        """Starts the stage this epoch begins, then steps the LR scheduler (manual optimization:
+        Lightning does not) up to the epoch within the stage. Stepping at epoch start (not at
+        epoch end, after the checkpoint was written) keeps a resumed run on the same schedule."""
+        stage = self.stage()
+        if stage > int(self.started_stage):
+            with torch.no_grad():
+                for skipped_or_new in range(int(self.started_stage) + 1, stage + 1):
+                    self.begin_stage(skipped_or_new)
+            self.restart_optimizer(stage)
+            self.started_stage.fill_(stage)
         scheduler = self.lr_schedulers()
-        while scheduler is not None and scheduler.last_epoch < self.current_epoch:
+        while scheduler is not None and scheduler.last_epoch < self.current_epoch - self.stage_starts()[stage]:
             scheduler.step()
 
     def configure_callbacks(self):
