@@ -13,6 +13,7 @@ from dgm_lab.data import DigitsDataModule
 from dgm_lab.metrics.ais import exact_log_partition, unnormalized_log_prob
 from dgm_lab.models.dbm import DBM, DBMParams, mean_field, mean_field_bound
 from dgm_lab.models.dbn import DBN
+from dgm_lab.models.rbm import bernoulli
 
 SGD = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5)
 
@@ -123,6 +124,19 @@ def test_dbn_trains_its_layers_one_after_the_other():
     for epoch in (1, 2):  # the top layer keeps training until the run ends
         assert changed(snapshots, epoch, "layers.1.weight") and not changed(snapshots, epoch, "layers.0.weight")
     assert model.layers[0].weight.shape == (64, 8) and model.layers[1].weight.shape == (8, 4)
+    # Reconstructions (val/recon_error) go through the layers trained so far, not the untrained top.
+    x = torch.rand(5, 1, 8, 8)
+    bottom, top = model.layers
+    through_both = bottom.visible_mean(top.visible_mean(top.hidden_probs(bottom.hidden_probs(x.flatten(1)))))
+    torch.testing.assert_close(model.reconstruct(x).flatten(1), through_both)
+    model.started_stage.fill_(0)
+    torch.testing.assert_close(model.reconstruct(x).flatten(1), bottom.visible_mean(bottom.hidden_probs(x.flatten(1))))
+    # ... and so do samples: a Gibbs chain of the bottom RBM alone, replayed with the same draws.
+    model.sample_gibbs_steps = 3
+    generator = torch.Generator().manual_seed(5)
+    state = bottom.gibbs_sweeps(bernoulli(torch.full((4, 64), 0.5), generator), 2, generator)
+    expected = bottom.visible_mean(bernoulli(bottom.hidden_probs(state), generator))
+    torch.testing.assert_close(model.sample(4, torch.Generator().manual_seed(5)).flatten(1), expected)
     assert model.sample(3).shape == (3, 1, 8, 8)
 
 

@@ -72,6 +72,11 @@ class DBN(BoltzmannModule):
         """Layer l trains from epoch l * epochs_per_layer; the top one until the run ends."""
         return [index * self.epochs_per_layer for index in range(len(self.layers))]
 
+    def trained_depth(self) -> int:
+        """Layers whose training has started. Reconstructions (``val/recon_error``) and samples use
+        only these, so they follow the layer in training, not the untrained ones above it."""
+        return max(int(self.started_stage), 0) + 1
+
     def up(self, v: torch.Tensor, depth: int, sample: bool, generator=None) -> torch.Tensor:
         """Activities of layer ``depth`` (0 = the data) from ``v`` (B, D) through the RBMs below."""
         for layer in self.layers[:depth]:
@@ -118,9 +123,10 @@ class DBN(BoltzmannModule):
     # -- monitoring ------------------------------------------------------------------------
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Deterministic pass up the whole stack and back down; images (N, C, H, W) in [0, 1]."""
-        h = self.up(x.flatten(1), len(self.layers), sample=False)
-        for layer in reversed(self.layers):
+        """Deterministic pass up the layers trained so far and back down; images (N, C, H, W) in [0, 1]."""
+        depth = self.trained_depth()
+        h = self.up(x.flatten(1), depth, sample=False)
+        for layer in reversed(self.layers[:depth]):
             h = layer.visible_mean(h)
         return h.reshape(-1, *self.data_shape)
 
@@ -165,13 +171,14 @@ class DBN(BoltzmannModule):
     # -- generation ------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
-        """Gibbs chain in the top RBM from noise (``sample_gibbs_steps`` sweeps), then one
+        """Gibbs chain in the top trained RBM from noise (``sample_gibbs_steps`` sweeps), then one
         directed down pass; returns E[v | h_1], images (N, C, H, W) in [0, 1]."""
         generator = device_generator(generator, self.device)
-        top = self.layers[-1]
+        depth = self.trained_depth()
+        top = self.layers[depth - 1]
         state = bernoulli(torch.full((num_samples, top.weight.shape[0]), 0.5, device=self.device), generator)
         state = top.gibbs_sweeps(state, self.sample_gibbs_steps - 1, generator)
         hidden = bernoulli(top.hidden_probs(state), generator)
-        for layer in reversed(self.layers[1:]):  # h_{L-1} from the top RBM, then down to h_1
+        for layer in reversed(self.layers[1:depth]):  # from the top trained RBM down to h_1
             hidden = bernoulli(layer.visible_mean(hidden), generator)
         return self.layers[0].visible_mean(hidden).reshape(-1, *self.data_shape)
