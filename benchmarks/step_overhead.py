@@ -1,10 +1,12 @@
 """Per-step framework overhead: dgm-lab's Lightning training loop versus a hand-written PyTorch
-loop with the same VAE, data and batch size (the yardstick named in the project brief).
+loop with the same model, data and batch size (the yardstick named in the project brief).
 
-    python benchmarks/step_overhead.py [--epochs 3] [--model vae] [--data mnist_5k]
+    python benchmarks/step_overhead.py [--epochs 3] [--model vae|rbm] [--data mnist_5k] [--optimizer adam]
 
-Prints milliseconds per optimizer step for both and their ratio, from one process, timed over
-whole epochs after one warm-up epoch. Writes benchmarks/results/step_overhead.json.
+VAE-family models step on their ``training_loss``; an RBM steps on its CD (or PCD) statistics
+written into ``.grad``. Prints milliseconds per optimizer step for both and their ratio, from one
+process, timed over whole epochs after one warm-up epoch. Writes
+benchmarks/results/step_overhead[_<model>].json.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import hydra
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 
 from dgm_lab import builders
 from dgm_lab.config import CONF_DIR, register_resolvers
+from dgm_lab.models.rbm import RBM
 
 
 class EpochTimer(pl.Callback):
@@ -36,11 +40,11 @@ class EpochTimer(pl.Callback):
         self.steps.append(trainer.global_step - self._step)
 
 
-def compose_config(model: str, data: str, epochs: int, output_dir: str):
+def compose_config(model: str, data: str, optimizer: str, epochs: int, output_dir: str):
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("train", overrides=[
-            f"model={model}", f"data={data}", "logger=none", f"trainer.max_epochs={epochs}",
+            f"model={model}", f"data={data}", f"optimizer={optimizer}", "logger=none", f"trainer.max_epochs={epochs}",
             "trainer.accelerator=cpu", "trainer.limit_val_batches=0", f"paths.output_dir={output_dir}",
             f"paths.log_dir={output_dir}", "name=bench", "callbacks.image_samples=null",
         ])
@@ -50,8 +54,8 @@ def lightning_ms_per_step(cfg) -> float:
     pl.seed_everything(0, verbose=False)
     datamodule = builders.build_datamodule(cfg)
     builders.fill_data_fields(cfg, datamodule)
-    cfg.monitor.metric, cfg.monitor.mode = "val/elbo", "max"
     model = builders.build_model(cfg)
+    cfg.monitor.metric, cfg.monitor.mode = type(model).default_monitor
     timer = EpochTimer()
     trainer = builders.build_trainer(cfg, [*builders.build_callbacks(cfg), timer], builders.build_loggers(cfg))
     trainer.fit(model, datamodule=datamodule)
@@ -67,16 +71,19 @@ def hand_written_ms_per_step(cfg, epochs: int) -> float:
     datamodule.setup()
     images = datamodule.splits["train"].images
     batch = cfg.data.batch_size
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr)
+    optimizer = hydra.utils.instantiate(cfg.optimizer)(model.parameters())
     times, steps = [], []
     for _ in range(epochs):
         start, n = time.perf_counter(), 0
         order = torch.randperm(len(images))
         for i in range(0, len(images) - batch + 1, batch):
             x = torch.bernoulli(images[order[i : i + batch]])
-            loss = model.training_loss(x)["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if isinstance(model, RBM):
+                model.rbm.contrastive_divergence(x.flatten(1), model.cd_k, model.persistent)
+            else:
+                loss = model.training_loss(x)["loss"]
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
             optimizer.step()
             n += 1
         times.append(time.perf_counter() - start)
@@ -89,20 +96,21 @@ def main():
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--model", default="vae")
     parser.add_argument("--data", default="mnist_5k")
+    parser.add_argument("--optimizer", default="adam")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_config(args.model, args.data, args.epochs, tmp)
+        cfg = compose_config(args.model, args.data, args.optimizer, args.epochs, tmp)
         hand = hand_written_ms_per_step(cfg.copy(), args.epochs)
         framework = lightning_ms_per_step(cfg)
     result = {
-        "model": args.model, "data": args.data, "batch_size": cfg.data.batch_size, "epochs_timed": args.epochs - 1,
+        "model": args.model, "data": args.data, "optimizer": args.optimizer, "batch_size": cfg.data.batch_size, "epochs_timed": args.epochs - 1,
         "hand_written_ms_per_step": round(hand, 3), "dgm_lab_ms_per_step": round(framework, 3),
         "ratio_dgm_lab_over_hand": round(framework / hand, 3),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__, "lightning": pl.__version__,
     }
     print(json.dumps(result, indent=2))
-    out = Path(__file__).parent / "results" / "step_overhead.json"
+    out = Path(__file__).parent / "results" / ("step_overhead.json" if args.model == "vae" else f"step_overhead_{args.model}.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
 

@@ -27,7 +27,8 @@ from dgm_lab.errors import ConfigError
 from dgm_lab.run import train
 
 log = logging.getLogger("dgm_lab")
-HEADLINE = ("test/nll_iwae", "test/elbo", "test/bpd", "val/elbo", "val/active_units")
+HEADLINE = ("test/nll_iwae", "test/elbo", "test/bpd", "val/elbo", "val/active_units", "test/loglik_ais",
+            "test/loglik_bound_ais", "test/log_z")
 
 
 def resumed_config(cfg: DictConfig) -> DictConfig:

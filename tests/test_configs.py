@@ -90,6 +90,7 @@ def test_conv_vae_rejects_indivisible_image(compose_train):
     (["data.batchsize=3"], "batchsize"),
     (["optimizer.lr=-1"], "optimizer.lr must be positive"),
     (["model=dbn", "data=digits", "model.stage_lr_scale=[1.0]"], "model.stage_lr_scale needs 2 positive factors"),
+    (["model=dbm", "data=digits", "model.chain_init=random"], "model.chain_init must be data or noise"),
 ])
 def test_cli_rejects_bad_overrides_with_one_message(tmp_path, args, expected):
     result = run_cli("dgm-train", *args, f"hydra.run.dir={tmp_path / 'run'}", "logger=none")

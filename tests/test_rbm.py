@@ -176,3 +176,30 @@ def test_gaussian_rbm_refuses_the_pseudo_likelihood_monitor_in_one_sentence(tmp_
                          callbacks=[checkpoint], default_root_dir=tmp_path)
     with pytest.raises(ConfigError, match="monitor.metric=val/recon_error monitor.mode=min"):
         trainer.fit(model, datamodule=DigitsDataModule(binarize="none"))
+
+
+def test_an_ais_log_z_below_a_test_images_log_p_star_is_flagged():
+    """Z = sum_x p*(x) >= p*(x): a log Z estimate under the largest log p*(x) of the test set is
+    certainly too low (AIS chains that missed modes), and the run says so instead of reporting it."""
+    from dgm_lab.metrics.ais import AISResult, exact_log_partition, unnormalized_log_prob
+
+    model = RBM(num_hidden=5, data_shape=[1, 2, 3], num_classes=10, optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+    with torch.no_grad():
+        for param in model.rbm.parameters():
+            param.normal_(0, 2.0, generator=torch.Generator().manual_seed(3))
+    x = torch.tensor(list(itertools.product([0.0, 1.0], repeat=6)))  # every image: the floor is the mode
+    log_p_star = unnormalized_log_prob(model.rbm.ais_params(), x)
+    exact = exact_log_partition(model.rbm.ais_params())
+    for log_z, flagged in [(exact, False), (float(log_p_star.max()) - 0.5, True)]:
+        model.diagnostics = {}
+        model.log_ais_result(AISResult(log_z, log_z - 0.1, log_z + 0.1, 0.0, 10, 2, 0.1))
+        model.log_ais_estimate("test/loglik_ais", log_p_star, AISResult(log_z, log_z - 0.1, log_z + 0.1, 0.0, 10, 2, 0.1))
+        if flagged:
+            with pytest.warns(UserWarning, match="certainly too low"):
+                model.on_test_epoch_end()
+        else:
+            model.on_test_epoch_end()
+        ais = model.diagnostics["test/ais"]
+        assert ais["log_z_lower_bound"] == pytest.approx(float(log_p_star.max()))
+        assert ais["log_z_lower_bound"] <= exact  # the floor is a true lower bound on log Z
+        assert ais["certainly_underestimated"] is flagged

@@ -45,6 +45,8 @@ def test_rbm_trains_and_its_ais_loglik_matches_enumeration(tmp_path):
     exact_loglik = float((unnormalized_log_prob(params, test_images) - log_z).mean())
     assert abs(metrics["test/log_z"] - log_z) < 0.1
     assert abs(metrics["test/loglik_ais"] - exact_loglik) < 0.1
+    assert metrics["test/log_z_lower_bound"] <= log_z  # the AIS sanity floor: max log p*(x) <= log Z
+    assert summary["diagnostics"]["test/ais"]["certainly_underestimated"] is False
     assert metrics["test/loglik_ais_low"] <= exact_loglik <= metrics["test/loglik_ais_high"]
     assert summary["diagnostics"]["test/ais"]["num_betas"] == 3000
     # Manual optimization still follows the LR schedule: halved at the start of every epoch after the first.
@@ -98,6 +100,7 @@ def test_dbn_greedy_training_and_bound_through_the_cli(tmp_path):
     datamodule, model = rebuilt(summary["best"]["checkpoint"])
     log_z_top = exact_log_partition(model.layers[1].ais_params())  # 2^8 top hidden states
     assert abs(metrics["test/log_z"] - log_z_top) < 0.1
+    assert metrics["test/log_z_lower_bound"] <= log_z_top
     # The logged bound against a 200-draw estimate of the same bound with the exact top log Z
     # (bound <= log p(v) itself is checked by enumeration in test_rbm_deep.py).
     test_images = datamodule.splits["test"].images.flatten(1).double()
@@ -141,6 +144,7 @@ def test_dbm_bound_is_below_the_exact_log_likelihood(tmp_path):
     p = model.params().to(torch.float64)
     log_z = exact_log_partition(p.as_rbm())  # enumerates the 2^12 states of h1
     assert abs(metrics["test/log_z"] - log_z) < 0.1
+    assert metrics["test/log_z_lower_bound"] <= log_z
     v = datamodule.splits["test"].images.flatten(1).double()
     log_p = exact_log_likelihood(p, v, log_z)
     assert metrics["test/loglik_bound_ais"] <= float(log_p.mean()) + 0.05

@@ -160,3 +160,19 @@ def test_bad_layer_sizes_are_one_sentence(model_class):
 
     with pytest.raises(ConfigError, match="model.layers"):
         model_class(layers=[8, 0, 3] if model_class is DBN else [8], data_shape=[1, 8, 8], num_classes=10, optimizer=SGD)
+
+
+@pytest.mark.parametrize("chain_init", ["data", "noise"])
+def test_dbm_persistent_chains_start_at_data_or_at_noise(chain_init):
+    model = DBM(layers=[8, 4], num_chains=4000, chain_init=chain_init, data_shape=[1, 2, 2], num_classes=10,
+                optimizer=SGD)
+    v = torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])  # pixel means 1, 0, 0.5, 0
+    mu2 = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]])
+    model.start_chains(v, mu2, torch.Generator().manual_seed(0))
+    assert bool(model.chains_ready)
+    if chain_init == "data":  # the batch's examples in turn, h2 drawn from their mean field
+        assert torch.equal(model.chains_visible, v.repeat(2000, 1))
+        assert torch.equal(model.chains_top, mu2.repeat(2000, 1))
+    else:  # independent of the examples: their pixel means, and uniform h2
+        torch.testing.assert_close(model.chains_visible.mean(0), torch.tensor([1.0, 0.0, 0.5, 0.0]), atol=0.03, rtol=0)
+        torch.testing.assert_close(model.chains_top.mean(0), torch.full((4,), 0.5), atol=0.03, rtol=0)

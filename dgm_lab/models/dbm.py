@@ -78,6 +78,9 @@ class DBM(BoltzmannModule):
         pretrain_cd_k: CD-k of the pretraining RBMs.
         cd_k: Gibbs sweeps the persistent chains advance per joint update.
         num_chains: persistent chains (v, h2); saved in the checkpoint.
+        chain_init: where the persistent chains start when joint training begins: "data" (training
+            examples and their mean-field h2) or "noise" (v from the batch's pixel means, h2 uniform),
+            so that they also visit the states a chain from noise falls into.
         mean_field_steps: fixed-point sweeps per training example; ``mean_field_eval_steps`` at test.
     """
 
@@ -86,7 +89,7 @@ class DBM(BoltzmannModule):
 
     def __init__(self, layers: list[int] = (500, 1000), pretrain_epochs_per_layer: int = 10, pretrain_cd_k: int = 1,
                  cd_k: int = 1, num_chains: int = 100, mean_field_steps: int = 10, mean_field_eval_steps: int = 50,
-                 init_std: float = 0.01, **kwargs):
+                 init_std: float = 0.01, chain_init: str = "data", **kwargs):
         super().__init__(**kwargs)
         layers = [int(size) for size in layers]
         require(len(layers) == 2 and min(layers) >= 1, f"model.layers must be two positive sizes [H1, H2], got {layers}.")
@@ -95,7 +98,9 @@ class DBM(BoltzmannModule):
         require(mean_field_steps >= 0 and mean_field_eval_steps >= 0, "model.mean_field_steps and mean_field_eval_steps must be >= 0.")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.pretrain_epochs, self.pretrain_cd_k, self.cd_k = int(pretrain_epochs_per_layer), int(pretrain_cd_k), int(cd_k)
+        require(chain_init in ("data", "noise"), f"model.chain_init must be data or noise, got {chain_init!r}.")
         self.mean_field_steps, self.mean_field_eval_steps = int(mean_field_steps), int(mean_field_eval_steps)
+        self.chain_init = chain_init
         hidden1, hidden2 = layers
         # The pretraining RBMs share W1, W2, b, c2 with the DBM; layers[1].visible_bias is the top
         # RBM's own h1 bias, averaged into c1 when joint training starts.
@@ -149,17 +154,27 @@ class DBM(BoltzmannModule):
         return loss
 
     @torch.no_grad()
+    def start_chains(self, v: torch.Tensor, mu2: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Start the persistent chains from the first joint batch v (B, D) with mean-field mu2 (B, H2):
+        at its examples ("data"), or at noise with its pixel means and uniform h2 ("noise")."""
+        if self.chain_init == "data":
+            index = torch.arange(len(self.chains_visible), device=v.device) % len(v)
+            self.chains_visible.copy_(v[index])
+            self.chains_top.copy_(bernoulli(mu2[index], generator))
+        else:
+            self.chains_visible.copy_(bernoulli(v.mean(0).expand_as(self.chains_visible), generator))
+            self.chains_top.copy_(bernoulli(torch.full_like(self.chains_top, 0.5), generator))
+        self.chains_ready.fill_(True)
+
+    @torch.no_grad()
     def joint_gradients(self, v: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Write -(data - model) statistics into ``.grad``: data terms at the mean-field q(h | v),
         model terms at the persistent chains after ``cd_k`` Gibbs sweeps, with h1 at p(h1 | v, h2)
         (Rao-Blackwellized). Returns the mean-field reconstruction error (monitoring)."""
         p = self.params()
         mu1, mu2 = mean_field(p, v, self.mean_field_steps)
-        if not bool(self.chains_ready):  # start the chains at training examples
-            index = torch.arange(len(self.chains_visible), device=v.device) % len(v)
-            self.chains_visible.copy_(v[index])
-            self.chains_top.copy_(bernoulli(mu2[index], generator))
-            self.chains_ready.fill_(True)
+        if not bool(self.chains_ready):
+            self.start_chains(v, mu2, generator)
         chain_v, chain_h2 = self.chains_visible, self.chains_top
         for _ in range(self.cd_k):
             chain_h1 = bernoulli(self.hidden1_probs(p, chain_v, chain_h2), generator)

@@ -14,6 +14,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
 from dgm_lab.metrics.ais import (
@@ -302,18 +303,41 @@ class BoltzmannModule(GenerativeModule):
         raise NotImplementedError
 
     # -- AIS reporting ---------------------------------------------------------------------
+    binary_visible = True  # p(x) <= 1 for every x: the AIS sanity floor below applies
+
     def log_ais_estimate(self, prefix: str, log_prob_plus_log_z: torch.Tensor, ais) -> None:
         """Log ``<prefix>`` = mean(log p*(x)) - log Z_hat (nats per example) for a test batch, with
-        the ends of the +/- 3 s.e. interval of Z_hat carried over."""
+        the ends of the +/- 3 s.e. interval of Z_hat carried over. ``log_prob_plus_log_z`` is
+        log p*(x) per example, or a lower bound on it."""
         mean = log_prob_plus_log_z.double().mean()
         n = len(log_prob_plus_log_z)
         self.log_dict({prefix: mean - ais.log_z, f"{prefix}_low": mean - ais.log_z_high,
                        f"{prefix}_high": mean - ais.log_z_low}, on_epoch=True, batch_size=n, sync_dist=True)
+        if self.binary_visible:
+            self.log_z_floor = max(self.log_z_floor, float(log_prob_plus_log_z.max()))
 
     def log_ais_result(self, ais) -> None:
         values = {"test/log_z": ais.log_z, "test/log_z_low": ais.log_z_low, "test/log_z_high": ais.log_z_high}
         self.log_dict({k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}, on_epoch=True)
         self.diagnostics["test/ais"] = ais.as_dict()
+        self.log_z_floor = -math.inf
+
+    def on_test_epoch_end(self) -> None:
+        """With binary units Z = sum_x p*(x) >= p*(x) for every test image x, so log Z >= the largest
+        log p*(x) (``test/log_z_lower_bound``). AIS errs low when its chains miss modes; an estimate
+        below this floor is certainly wrong, and the log-likelihood it gives certainly too high."""
+        ais = self.diagnostics.get("test/ais")
+        if ais is None or not math.isfinite(getattr(self, "log_z_floor", -math.inf)):
+            return
+        self.log("test/log_z_lower_bound", torch.tensor(self.log_z_floor, dtype=torch.float64), reduce_fx="max",
+                 sync_dist=True)
+        ais["log_z_lower_bound"] = self.log_z_floor
+        ais["certainly_underestimated"] = self.log_z_floor > ais["log_z"]
+        if ais["certainly_underestimated"]:
+            rank_zero_warn(
+                f"AIS log Z = {ais['log_z']:.2f} is below log p*(x) = {self.log_z_floor:.2f} of a test image, so it is "
+                "certainly too low and the test log-likelihood certainly too high: its chains missed modes of the "
+                "model; rerun dgm-eval with more eval.ais.num_betas, and distrust this model's samples and AIS.")
 
 
 class RBM(BoltzmannModule):
@@ -334,6 +358,10 @@ class RBM(BoltzmannModule):
     """
 
     default_monitor = ("val/pseudo_loglik", "max")
+
+    @property
+    def binary_visible(self) -> bool:
+        return self.visible == "bernoulli"  # Gaussian units have densities: log p(x) > 0 is possible
 
     def __init__(self, num_hidden: int = 500, visible: str = "bernoulli", cd_k: int = 1, persistent: bool = False,
                  num_chains: int = 100, init_std: float = 0.01, **kwargs):
