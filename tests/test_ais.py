@@ -90,6 +90,24 @@ def test_ais_matches_exact_on_random_20x12(visible, scale):
     assert result.log_z_low <= exact <= result.log_z_high
 
 
+@pytest.mark.parametrize("visible,scale", [("bernoulli", 1.0), ("gaussian", 0.3)])
+def test_ais_with_hidden_base_rates_matches_exact_and_the_uniform_base(visible, scale):
+    """Hidden base rates change the path, not the target: the same exact log Z (their own log Z_A
+    is part of the estimate), and with zero hidden biases exactly the uniform-hidden runs."""
+    p = random_rbm(20, 12, visible, scale=scale, seed=3)
+    exact = exact_log_partition(p)
+    base = torch.zeros(20, dtype=torch.float64)
+    hidden_base = torch.linspace(-3, 2, 12, dtype=torch.float64)
+    result = annealed_importance_sampling(p, base, num_betas=5000, num_runs=100,
+                                          generator=torch.Generator().manual_seed(0), base_hidden_bias=hidden_base)
+    assert abs(result.log_z - exact) < TOLERANCE_NATS, (result, exact)
+    assert result.log_z_base == pytest.approx(float(torch.nn.functional.softplus(hidden_base).sum())
+                                              + (20 * math.log(2) if visible == "bernoulli" else 10 * math.log(2 * math.pi)))
+    uniform, zeros = (annealed_importance_sampling(p, base, num_betas=200, num_runs=10, generator=torch.Generator().manual_seed(1),
+                                                   base_hidden_bias=hidden) for hidden in (None, torch.zeros(12)))
+    assert zeros.log_z == pytest.approx(uniform.log_z, abs=1e-9)
+
+
 def mnist_rbm_with_15_hidden() -> tuple[RBMLayer, torch.Tensor]:
     """A 784 x 15 RBM trained for 5 epochs of CD-1 on the embedded MNIST digits (binarized)."""
     from dgm_lab.data import MNIST5kDataModule

@@ -8,10 +8,12 @@ and Z = sum_{v, h} exp(-E(v, h)) (an integral over v for gaussian units). A two-
 such a model too: its middle layer is one side, the visible and top layers together the other.
 
 AIS (Neal 2001; Salakhutdinov & Murray 2008) anneals from a base-rate model A, whose visible
-units are independent with biases b_A and whose hidden units are uniform, to the target through
-    log p*_beta(v) = (1 - beta) vis_A(v) + beta vis(v) + sum_j softplus(beta (W'v + c)_j),
+units are independent with biases b_A and whose hidden units are independent with biases c_A
+(uniform, c_A = 0, unless given), to the target through
+    log p*_beta(v) = (1 - beta) vis_A(v) + beta vis(v) + sum_j softplus((1 - beta) c_A + beta (W'v + c))_j,
 with vis(v) = b'v (bernoulli) or -|v - b|^2 / 2 (gaussian); hidden units are summed out
-analytically. Each run's log weight adds log p*_k(v_k) - log p*_{k-1}(v_k), and v_{k+1} is one
+analytically. Hidden base rates matter where uniform hidden units start the runs in a region
+of the model that they never leave (a DBM's top layer half on, when the data keep it sparse). Each run's log weight adds log p*_k(v_k) - log p*_{k-1}(v_k), and v_{k+1} is one
 Gibbs sweep at beta_k from v_k. log Z = log Z_A + log mean_runs exp(log weight): unbiased in Z,
 so in log Z it errs low on average when the runs are too few or too short.
 """
@@ -85,14 +87,15 @@ def ais_betas(num_betas: int) -> torch.Tensor:
     return torch.cat(pieces)
 
 
-def base_log_partition(base_bias: torch.Tensor, num_hidden: int, visible: str) -> float:
-    """log Z_A of the base-rate model with ``num_hidden`` uniform hidden units (nats)."""
+def base_log_partition(base_bias: torch.Tensor, base_hidden_bias: torch.Tensor, visible: str) -> float:
+    """log Z_A of the base-rate model: independent visible units and independent hidden units with
+    biases ``base_hidden_bias`` (zeros: uniform, log 2 each), in nats."""
     base_bias = base_bias.double()
     if visible == "bernoulli":
         log_z = F.softplus(base_bias).sum()
     else:
         log_z = torch.tensor(0.5 * LOG_2PI * base_bias.numel(), dtype=torch.float64)
-    return float(log_z) + num_hidden * math.log(2)
+    return float(log_z + F.softplus(base_hidden_bias.double()).sum())
 
 
 def _visible_term(params: RBMParams, bias: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -117,32 +120,38 @@ def _sample_visible(params: RBMParams, mean_input: torch.Tensor, generator) -> t
 @torch.no_grad()
 def annealed_importance_sampling(params: RBMParams, base_bias: torch.Tensor, num_betas: int = 14500,
                                  num_runs: int = 100, generator: torch.Generator | None = None,
-                                 dtype: torch.dtype = torch.float64) -> AISResult:
+                                 dtype: torch.dtype = torch.float64,
+                                 base_hidden_bias: torch.Tensor | None = None) -> AISResult:
     """Estimate log Z (nats) of ``params`` with ``num_runs`` AIS runs over ``num_betas`` temperatures.
 
     ``base_bias`` (D,) are the base model's visible biases: log-odds of the training data's pixel
-    means for bernoulli units (the "base-rate model"), the data mean for gaussian units. Runs are
-    drawn from ``generator`` (on the parameters' device) or the global RNG.
+    means for bernoulli units (the "base-rate model"), the data mean for gaussian units.
+    ``base_hidden_bias`` (H,), optional, are its hidden biases (default 0: uniform hidden units).
+    Runs are drawn from ``generator`` (on the parameters' device) or the global RNG.
     """
     if num_runs < 2:
         raise ValueError(f"AIS needs at least 2 runs for its error bar, got {num_runs}")
     p = params.to(dtype)
     base_bias = base_bias.detach().to(dtype=dtype, device=p.weight.device)
-    num_hidden = p.weight.shape[1]
+    base_hidden = (torch.zeros(p.weight.shape[1], dtype=dtype, device=p.weight.device) if base_hidden_bias is None
+                   else base_hidden_bias.detach().to(dtype=dtype, device=p.weight.device))
     betas = ais_betas(num_betas).tolist()
     v = _sample_visible(p, base_bias.expand(num_runs, -1), generator)  # exact draws from the base model
     log_w = torch.zeros(num_runs, dtype=torch.float64, device=v.device)
     for k in range(1, len(betas)):
         beta, previous = betas[k], betas[k - 1]
         hidden_input = v @ p.weight + p.hidden_bias
+        gap = hidden_input - base_hidden  # hidden input at beta: base_hidden + beta * gap
         vis_gap = _visible_term(p, p.visible_bias, v) - _visible_term(p, base_bias, v)
-        step = (beta - previous) * vis_gap + (F.softplus(beta * hidden_input) - F.softplus(previous * hidden_input)).sum(-1)
+        step = (beta - previous) * vis_gap + (F.softplus(base_hidden + beta * gap)
+                                              - F.softplus(base_hidden + previous * gap)).sum(-1)
         log_w += step.double()
         if k < len(betas) - 1:  # one Gibbs sweep that leaves p*_beta invariant
-            h = (_uniform(hidden_input.shape, hidden_input, generator) < torch.sigmoid(beta * hidden_input)).to(dtype)
+            h_probs = torch.sigmoid(base_hidden + beta * gap)
+            h = (_uniform(h_probs.shape, h_probs, generator) < h_probs).to(dtype)
             visible_input = (1 - beta) * base_bias + beta * (p.visible_bias + h @ p.weight.T)
             v = _sample_visible(p, visible_input, generator)
-    return summarize_log_weights(log_w, base_log_partition(base_bias, num_hidden, p.visible), num_betas)
+    return summarize_log_weights(log_w, base_log_partition(base_bias, base_hidden, p.visible), num_betas)
 
 
 def summarize_log_weights(log_w: torch.Tensor, log_z_base: float, num_betas: int) -> AISResult:
