@@ -21,7 +21,7 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/dgm-train $(ARGS)
 
-## The default test suite (about 10 minutes on 2 CPU cores).
+## The default test suite (about 7 minutes on 2 CPU cores).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
@@ -31,6 +31,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py
+	$(BIN)/python benchmarks/step_overhead.py --model rbm --data mnist --optimizer sgd
 	$(BIN)/python benchmarks/ddp_cpu.py
 
 lint: $(STAMP)

@@ -1,7 +1,7 @@
 """Per-step framework overhead: dgm-lab's Lightning training loop versus a hand-written PyTorch
 loop with the same model, data and batch size (the yardstick named in the project brief).
 
-    python benchmarks/step_overhead.py [--epochs 3] [--model vae|rbm] [--data mnist_5k] [--optimizer adam]
+    python benchmarks/step_overhead.py [--epochs 3] [--model vae|rbm] [--data mnist_5k] [--optimizer adam] [key=value ...]
 
 VAE-family models step on their ``training_loss``; an RBM steps on its CD (or PCD) statistics
 written into ``.grad``. Prints milliseconds per optimizer step for both and their ratio, from one
@@ -40,10 +40,10 @@ class EpochTimer(pl.Callback):
         self.steps.append(trainer.global_step - self._step)
 
 
-def compose_config(model: str, data: str, optimizer: str, epochs: int, output_dir: str):
+def compose_config(model: str, data: str, optimizer: str, epochs: int, output_dir: str, extra: list[str]):
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=[
+        return compose("train", overrides=[*extra,
             f"model={model}", f"data={data}", f"optimizer={optimizer}", "logger=none", f"trainer.max_epochs={epochs}",
             "trainer.accelerator=cpu", "trainer.limit_val_batches=0", f"paths.output_dir={output_dir}",
             f"paths.log_dir={output_dir}", "name=bench", "callbacks.image_samples=null",
@@ -97,13 +97,14 @@ def main():
     parser.add_argument("--model", default="vae")
     parser.add_argument("--data", default="mnist_5k")
     parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("overrides", nargs="*", help="more key=value overrides for both loops' config")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_config(args.model, args.data, args.optimizer, args.epochs, tmp)
+        cfg = compose_config(args.model, args.data, args.optimizer, args.epochs, tmp, args.overrides)
         hand = hand_written_ms_per_step(cfg.copy(), args.epochs)
         framework = lightning_ms_per_step(cfg)
     result = {
-        "model": args.model, "data": args.data, "optimizer": args.optimizer, "batch_size": cfg.data.batch_size, "epochs_timed": args.epochs - 1,
+        "model": args.model, "data": args.data, "optimizer": args.optimizer, "overrides": args.overrides, "batch_size": cfg.data.batch_size, "epochs_timed": args.epochs - 1,
         "hand_written_ms_per_step": round(hand, 3), "dgm_lab_ms_per_step": round(framework, 3),
         "ratio_dgm_lab_over_hand": round(framework / hand, 3),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
