@@ -13,8 +13,9 @@ units are independent with biases b_A and whose hidden units are independent wit
     log p*_beta(v) = (1 - beta) vis_A(v) + beta vis(v) + sum_j softplus((1 - beta) c_A + beta (W'v + c))_j,
 with vis(v) = b'v (bernoulli) or -|v - b|^2 / 2 (gaussian); hidden units are summed out
 analytically. Hidden base rates matter where uniform hidden units start the runs in a region
-of the model that they never leave (a DBM's top layer half on, when the data keep it sparse). Each run's log weight adds log p*_k(v_k) - log p*_{k-1}(v_k), and v_{k+1} is one
-Gibbs sweep at beta_k from v_k. log Z = log Z_A + log mean_runs exp(log weight): unbiased in Z,
+of the model that they never leave (a DBM's top layer half on, when the data keep it sparse).
+Each run's log weight adds log p*_k(v_k) - log p*_{k-1}(v_k), and v_{k+1} is one Gibbs sweep at
+beta_k from v_k. log Z = log Z_A + log mean_runs exp(log weight): unbiased in Z,
 so in log Z it errs low on average when the runs are too few or too short.
 """
 

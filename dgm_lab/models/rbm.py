@@ -240,8 +240,9 @@ class BoltzmannModule(GenerativeModule):
 
     def restart_optimizer(self, stage: int) -> None:
         """A stage trains its parameters afresh: momentum is cleared, the LR is the configured one
-        times ``stage_lr_scale[stage]``, and the scheduler starts again, a cosine one decaying over
-        the stage's own epochs (T_max), so that every layer of a stack gets the whole schedule."""
+        times ``stage_lr_scale[stage]``, and the scheduler starts again. In a model of several
+        stages a cosine one decays over the stage's own epochs (T_max), so that every layer of a
+        stack gets the whole schedule; a one-stage model keeps the configured T_max."""
         optimizer = self.optimizers().optimizer
         optimizer.state.clear()
         scale = self.stage_lr_scale[stage] if self.stage_lr_scale else 1.0
@@ -252,7 +253,7 @@ class BoltzmannModule(GenerativeModule):
         scheduler = self.scheduler_factory(optimizer)
         starts = self.stage_starts()
         end = starts[stage + 1] if stage + 1 < len(starts) else self.trainer.max_epochs
-        if hasattr(scheduler, "T_max") and end is not None and end > starts[stage]:
+        if len(starts) > 1 and hasattr(scheduler, "T_max") and end is not None and end > starts[stage]:
             scheduler.T_max = end - starts[stage]
         self.trainer.lr_scheduler_configs[0].scheduler = scheduler
 
