@@ -1,6 +1,7 @@
 """``dgm-sample``: draw samples from a trained model into an ``.npz`` and a PNG grid.
 
     dgm-sample ckpt_path=outputs/vae/<run> num_samples=1000
+    dgm-sample ckpt_path=outputs/rbm_dbm_mnist/<run> gibbs_steps=5000   # Boltzmann machines: chain length
 
 The npz holds ``images``: uint8 (N, H, W, C) in 0..255, and ``labels`` (N,) when the model
 is class-conditional.
@@ -35,6 +36,12 @@ def draw(cfg: DictConfig) -> dict:
         if not getattr(model, "conditional", False):
             raise ConfigError("label= needs a class-conditional model; this one is unconditional.")
         labels = torch.full((cfg.num_samples,), int(cfg.label), dtype=torch.long)
+    if cfg.gibbs_steps is not None:
+        if not hasattr(model, "sample_gibbs_steps"):
+            raise ConfigError("gibbs_steps= applies to Boltzmann machines (rbm, dbn, dbm); this model samples directly.")
+        if cfg.gibbs_steps < 1:
+            raise ConfigError(f"gibbs_steps must be a positive integer, got {cfg.gibbs_steps}.")
+        model.sample_gibbs_steps = int(cfg.gibbs_steps)
     chunks, drawn = [], 0
     while drawn < cfg.num_samples:  # bounded memory for large N
         n = min(cfg.batch_size, cfg.num_samples - drawn)

@@ -64,6 +64,15 @@ def test_rbm_trains_and_its_ais_loglik_matches_enumeration(tmp_path):
     result = run_cli("dgm-sample", f"ckpt_path={run}", "num_samples=12", f"output={tmp_path / 's.npz'}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert np.load(tmp_path / "s.npz")["images"].shape == (12, 8, 8, 1)
+    # The chain length is the caller's: one sweep from noise gives other pictures than the run's 20.
+    result = run_cli("dgm-sample", f"ckpt_path={run}", "num_samples=12", "gibbs_steps=1", f"output={tmp_path / 'one.npz'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not np.array_equal(np.load(tmp_path / "one.npz")["images"], np.load(tmp_path / "s.npz")["images"])
+    result = run_cli("dgm-sample", f"ckpt_path={run}", "num_samples=12", "gibbs_steps=20", f"output={tmp_path / 'same.npz'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert np.array_equal(np.load(tmp_path / "same.npz")["images"], np.load(tmp_path / "s.npz")["images"])
+    result = run_cli("dgm-sample", f"ckpt_path={run}", "gibbs_steps=0")
+    assert result.returncode != 0 and "gibbs_steps must be a positive integer" in result.stderr
 
 
 def test_pcd_resume_restores_chains_and_continues_exactly(tmp_path):
