@@ -86,7 +86,9 @@ class TensorDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.train_subset = train_subset
         self.data_dir = data_dir
+        self.batches_per_step = 1
         self.splits: dict[str, TensorBatches] = {}
+        self._grey_levels: dict[str, torch.Tensor] = {}  # uint8 copies of binarized splits
 
     # -- to implement -------------------------------------------------------------------
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -106,9 +108,31 @@ class TensorDataModule(pl.LightningDataModule):
             if split == "train" and self.train_subset:
                 images, labels = images[: self.train_subset], labels[: self.train_subset]
             binarize_now = self.binarize == "static" or (self.binarize == "dynamic" and split != "train")
+            if self.binarize != "none":  # samples are compared with grey levels, not with their binarization
+                self._grey_levels[split] = to_uint8(images)
             if binarize_now:
                 images = torch.bernoulli(images, generator=generator)
             self.splits[split] = TensorBatches(images.contiguous(), labels.long())
+
+    # -- the data contract (dgm_lab.data.contract.InMemoryImageData) ---------------------
+    def split_images(self, split: str, limit: int | None = None) -> torch.Tensor | None:
+        self.setup()
+        return self.splits[split].images[:limit] if split in self.splits else None
+
+    def reference_images(self, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.setup()
+        if split not in self.splits:
+            raise ConfigError(f"the dataset {self.name} has no {split!r} split to compare samples with; "
+                              f"use one of {', '.join(self.splits)}.")
+        images = self._grey_levels.get(split)
+        if images is None:
+            images = to_uint8(self.splits[split].images[:limit])
+        return images[:limit], self.splits[split].labels[:limit]
+
+    def set_batches_per_step(self, count: int) -> None:
+        if count < 1:
+            raise ConfigError(f"batches per step must be a positive integer, got {count}.")
+        self.batches_per_step = int(count)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Dynamic binarization on the device the step runs on, drawn from the seeded global RNG.
@@ -140,14 +164,24 @@ class TensorDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        drop_last = len(self.splits["train"]) > self.batch_size  # keep a lone short batch of a tiny subset
-        return self._loader("train", shuffle=True, batch_size=self.batch_size, drop_last=drop_last)
+        return self._train_loader(shuffle=True)
+
+    def _train_loader(self, shuffle: bool) -> DataLoader:
+        batch_size = self.batch_size * self.batches_per_step
+        drop_last = len(self.splits["train"]) > batch_size  # keep a lone short batch of a tiny subset
+        return self._loader("train", shuffle=shuffle, batch_size=batch_size, drop_last=drop_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False, batch_size=self.eval_batch_size, drop_last=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False, batch_size=self.eval_batch_size, drop_last=False)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> uint8 0..255 as ``round(255 x)``, the quantization every metric
+    and ``dgm-sample`` use."""
+    return images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
 def split_tensor(images: torch.Tensor, labels: torch.Tensor, sizes: list[int]):

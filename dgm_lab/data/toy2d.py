@@ -84,8 +84,7 @@ class Toy2DDataModule(TensorDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        drop_last = len(self.splits["train"]) > self.batch_size
-        return self._loader("train", shuffle=self.shuffle, batch_size=self.batch_size, drop_last=drop_last)
+        return self._train_loader(shuffle=self.shuffle)
 
 
 class Ring8DataModule(Toy2DDataModule):

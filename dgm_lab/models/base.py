@@ -29,6 +29,8 @@ class GenerativeModule(pl.LightningModule):
 
     # (metric, "max" | "min") that selects the best checkpoint unless the config names one.
     default_monitor: tuple[str, str] = ("val/loss", "min")
+    # True when ``sample`` honours ``labels`` (see dgm_lab.models.contract.GenerativeModel).
+    conditional: bool = False
 
     def __init__(self, optimizer: Callable, scheduler: Callable | None = None,
                  data_shape: list[int] = (1, 28, 28), num_classes: int = 10):
