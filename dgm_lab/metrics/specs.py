@@ -175,7 +175,8 @@ def format_value(key: str, value: float | None) -> str:
 def headline(metrics: dict[str, float], limit: int = 8) -> list[str]:
     """The keys of a run's closing line, from what the model reported: every table metric with a
     headline position (test before val, then by position), then test metrics the table does not
-    know (a new model's own), at most ``limit``. Intervals and spreads are left out."""
+    know (a new model's own) after the known test metrics, at most ``limit``. Intervals and spreads
+    are left out."""
     ranked = []
     for key in metrics:
         parts = parse(key)
@@ -183,7 +184,7 @@ def headline(metrics: dict[str, float], limit: int = 8) -> list[str]:
             continue
         spec = parts.spec
         if spec is not None and spec.headline is not None:
-            ranked.append((0, parts.split != "test", spec.headline, key))
+            ranked.append((parts.split != "test", 0, spec.headline, key))
         elif spec is None and parts.split == "test":
-            ranked.append((1, False, 0, key))
+            ranked.append((False, 1, 0, key))
     return [key for *_, key in sorted(ranked)][:limit]
