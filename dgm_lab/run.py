@@ -12,6 +12,7 @@ import math
 import time
 import warnings
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import hydra
 import pytorch_lightning as pl
@@ -32,6 +33,13 @@ warnings.filterwarnings("ignore", ".*exists and is not empty.*")  # CSV logger i
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 
 
+@runtime_checkable
+class ReportsDiagnostics(Protocol):
+    """A callback with non-scalar results for summary.json (histograms, score protocols)."""
+
+    diagnostics: dict
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit and test the configured model; return the summary dict also written to summary.json."""
     started = time.time()
@@ -48,6 +56,7 @@ def train(cfg: DictConfig) -> dict:
 
     summary = {"status": "failed", "metrics": {}, "best": {}, "seed": cfg.seed, "run_dir": str(output_dir)}
     trainer = model = None
+    callbacks: list = []
     try:
         model = builders.build_model(cfg)
         callbacks = builders.build_callbacks(cfg)
@@ -77,14 +86,24 @@ def train(cfg: DictConfig) -> dict:
             summary["metrics"] = {**_scalars(trainer.callback_metrics), **summary["metrics"]}
             summary["best"] = _best(trainer)
             summary["global_step"] = trainer.global_step
-        if model is not None and getattr(model, "diagnostics", None):
-            summary["diagnostics"] = model.diagnostics
+        diagnostics = _diagnostics(model, callbacks)
+        if diagnostics:
+            summary["diagnostics"] = diagnostics
         summary["wall_time_s"] = round(time.time() - started, 2)
         summary["config"] = OmegaConf.to_container(cfg, resolve=True)
         if trainer is None or trainer.is_global_zero:
             (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         _finish_wandb()
     return summary
+
+
+def _diagnostics(model, callbacks: list) -> dict:
+    """The model's own diagnostics (KL per dimension, AIS) and what the callbacks measured."""
+    out = dict(model.diagnostics) if model is not None else {}
+    for callback in callbacks:
+        if isinstance(callback, ReportsDiagnostics):
+            out.update(callback.diagnostics)
+    return out
 
 
 def _fit_timing(seconds: float, model) -> dict:

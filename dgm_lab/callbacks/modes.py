@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from dgm_lab.callbacks.media import log_images
 from dgm_lab.errors import ConfigError
 
 
@@ -54,6 +54,7 @@ class ModeCoverage(pl.Callback):
         self.num_samples, self.threshold_std, self.seed = int(num_samples), float(threshold_std), seed
         self.plot_every_n_steps, self.plot_points, self.folder = int(plot_every_n_steps), int(plot_points), folder
         self.written: list[str] = []
+        self.diagnostics: dict = {}  # per-mode histograms, copied into summary.json by the run
 
     def setup(self, trainer, pl_module, stage):
         datamodule = trainer.datamodule
@@ -75,7 +76,7 @@ class ModeCoverage(pl.Callback):
         for key in ("modes_covered", "high_quality_frac", "mode_kl"):
             # every rank computes the same value (same weights, same noise): no sync needed
             pl_module.log(f"{split}/{key}", float(scores[key]), on_step=False, on_epoch=True)
-        pl_module.diagnostics[f"{split}/mode_histogram"] = scores["histogram"]
+        self.diagnostics[f"{split}/mode_histogram"] = scores["histogram"]
         if split == "val":
             self.plot(trainer, pl_module, points, scores)
 
@@ -116,7 +117,5 @@ class ModeCoverage(pl.Callback):
         fig.savefig(path, bbox_inches="tight")
         plt.close(fig)
         self.written.append(str(path))
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(key="samples/modes", images=[str(path)], step=trainer.global_step)
+        log_images(trainer, "samples/modes", [path])
 

@@ -10,9 +10,10 @@ import math
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import save_image
+
+from dgm_lab.callbacks.media import log_images
 
 
 class WeightFilters(pl.Callback):
@@ -38,6 +39,4 @@ class WeightFilters(pl.Callback):
         path = folder / f"filters_{tag}.png"
         save_image(filters, path, nrow=max(1, int(math.sqrt(len(filters)))), padding=1)
         self.written.append(str(path))
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(key="samples/filters", images=[str(path)], step=trainer.global_step)
+        log_images(trainer, "samples/filters", [path])

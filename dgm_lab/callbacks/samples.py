@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import save_image
+
+from dgm_lab.callbacks.media import log_images
 
 
 class ImageSamples(pl.Callback):
@@ -60,9 +61,7 @@ class ImageSamples(pl.Callback):
             path = folder / f"{kind}_{tag}.png"
             save_image(grid.float().clamp(0, 1).cpu(), path, nrow=nrow)
             self.written.append(str(path))
-            for logger in trainer.loggers:
-                if isinstance(logger, WandbLogger):
-                    logger.log_image(key=f"samples/{kind}", images=[str(path)], step=trainer.global_step)
+            log_images(trainer, f"samples/{kind}", [path])
 
     def _fixed_images(self, trainer, pl_module):
         datamodule = trainer.datamodule
