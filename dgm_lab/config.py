@@ -12,7 +12,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from dgm_lab.errors import CheckpointError, ConfigError
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+def _config_dir() -> Path:
+    """``dgm_lab/conf`` in a wheel install (the build copies the repository's ``conf/`` there),
+    else ``conf/`` beside the package: a source checkout or an editable install."""
+    installed = Path(__file__).resolve().parent / "conf"
+    return installed if installed.is_dir() else installed.parent.parent / "conf"
+
+
+CONF_DIR = str(_config_dir())
 RESOLVED_CONFIG = "config.yaml"  # the resolved config, saved in every run folder
 
 
