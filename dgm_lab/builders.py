@@ -26,7 +26,14 @@ def instantiate(node, **kwargs):
         if isinstance(cause, UserError):
             raise cause from None
         target = OmegaConf.select(node, "_target_", default="?") if isinstance(node, DictConfig) else "?"
-        raise ConfigError(f"could not build {target}: {str(error).splitlines()[-1].strip()}") from error
+        raise ConfigError(f"could not build {target}: {_cause(error)}") from error
+
+
+def _cause(error: InstantiationException) -> str:
+    """The underlying error of Hydra's message ("Error in call to target ...:\n<cause>\nfull_key: ..."),
+    which says what is wrong (a missing package, a bad argument), on one line."""
+    lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip() and not line.startswith("full_key:")]
+    return "; ".join(lines) or str(error).splitlines()[0]
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
@@ -48,7 +55,14 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
+    """The ``callbacks`` group, plus the sample-quality evaluator of the ``metrics`` group (inert
+    unless a metric is selected), which is the run's own and stays on with ``callbacks=none``."""
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
+    if cfg.get("metrics") is not None:
+        from dgm_lab.callbacks.sample_quality import SampleQuality
+
+        callbacks.append(SampleQuality(OmegaConf.to_container(cfg.metrics, resolve=True)))
+    return callbacks
 
 
 def build_loggers(cfg: DictConfig) -> list:

@@ -3,7 +3,6 @@ so a model can be rebuilt from the file alone; loading is always ``weights_only=
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -11,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dgm_lab import builders
 from dgm_lab.errors import CheckpointError
+from dgm_lab.run_folder import CHECKPOINTS, RunFolder
 
 
 def resolve_checkpoint(path: str) -> tuple[Path, Path]:
@@ -18,23 +18,16 @@ def resolve_checkpoint(path: str) -> tuple[Path, Path]:
     Returns (checkpoint file, run folder)."""
     target = Path(path).expanduser().resolve()
     if target.is_dir():
-        summary = target / "summary.json"
-        best = None
-        if summary.exists():
-            try:
-                best = json.loads(summary.read_text()).get("best", {}).get("checkpoint")
-            except json.JSONDecodeError:
-                best = None
-        candidates = [Path(best)] if best else []
-        candidates.append(target / "checkpoints" / "last.ckpt")
-        for candidate in candidates:
-            if candidate.exists():
-                return candidate, target
-        raise CheckpointError(f"{target} has no checkpoints/last.ckpt; pass a checkpoint file or a run folder that finished an epoch.")
+        folder = RunFolder(target)
+        for candidate in (folder.best_checkpoint(), folder.last_checkpoint):
+            if candidate is not None and candidate.exists():
+                return candidate, folder.path
+        raise CheckpointError(f"{target} has no {CHECKPOINTS}/{folder.last_checkpoint.name}; pass a checkpoint file "
+                              "or a run folder that finished an epoch.")
     if not target.exists():
         raise CheckpointError(f"checkpoint {target} does not exist; pass a .ckpt file or a run folder.")
-    run_folder = target.parent.parent if target.parent.name == "checkpoints" else target.parent
-    return target, run_folder
+    run_path = target.parent.parent if target.parent.name == CHECKPOINTS else target.parent
+    return target, run_path
 
 
 def load_checkpoint(path: Path) -> dict:

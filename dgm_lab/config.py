@@ -1,4 +1,4 @@
-"""Config plumbing: OmegaConf resolvers, pre-flight validation, run folders and resume."""
+"""Config plumbing: where the configs are, OmegaConf resolvers, pre-flight validation, run folders."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dgm_lab.errors import CheckpointError, ConfigError
+from dgm_lab import run_folder
+from dgm_lab.errors import CheckpointError
+from dgm_lab.settings import EvaluationSettings, OptimizerSettings, check_trainer_limits
 
 
 def _config_dir() -> Path:
@@ -21,7 +23,6 @@ def _config_dir() -> Path:
 
 
 CONF_DIR = str(_config_dir())
-RESOLVED_CONFIG = "config.yaml"  # the resolved config, saved in every run folder
 
 
 def new_run_id() -> str:
@@ -76,41 +77,20 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
-# (config key, test, message): checked before anything is built, so a bad value fails in a second.
-RULES = [
-    ("optimizer.lr", lambda v: v > 0, "optimizer.lr must be positive"),
-    ("optimizer.weight_decay", lambda v: v >= 0, "optimizer.weight_decay must be non-negative"),
-    ("data.batch_size", lambda v: isinstance(v, int) and v >= 1, "data.batch_size must be a positive integer"),
-    ("data.num_workers", lambda v: isinstance(v, int) and v >= 0, "data.num_workers must be a non-negative integer"),
-    ("model.latent_dim", lambda v: isinstance(v, int) and v >= 1, "model.latent_dim must be a positive integer"),
-    ("model.beta", lambda v: v >= 0, "model.beta must be non-negative"),
-    ("model.k", lambda v: isinstance(v, int) and v >= 1, "model.k (importance samples) must be a positive integer"),
-    ("trainer.max_epochs", lambda v: v is None or v == -1 or v >= 1, "trainer.max_epochs must be >= 1 (or -1 for no limit)"),
-    ("eval.iwae_k", lambda v: isinstance(v, int) and v >= 1, "eval.iwae_k must be a positive integer"),
-]
-
-
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first out-of-range value."""
-    for key, test, message in RULES:
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is None and key != "trainer.max_epochs":
-            continue
-        try:
-            ok = test(value)
-        except TypeError:
-            ok = False
-        if not ok:
-            raise ConfigError(f"{message}, got {key}={value!r}.")
+    """Raise ConfigError naming the first out-of-range run-level value, before anything is built.
+
+    Only settings that no constructor owns are checked here (``dgm_lab.settings``); a model's
+    settings are checked by its typed config, a dataset's by its datamodule."""
+    EvaluationSettings.from_config(cfg.get("eval"))
+    if cfg.get("optimizer") is not None:
+        OptimizerSettings.from_config(cfg.optimizer)
+    check_trainer_limits(cfg.get("trainer"))
 
 
-def load_run_config(run_folder: str) -> DictConfig:
+def load_run_config(folder: str) -> DictConfig:
     """The resolved config a run saved, for resume, eval and sample."""
-    path = Path(run_folder) / RESOLVED_CONFIG
+    path = run_folder.RunFolder(folder).config
     if not path.exists():
-        raise CheckpointError(f"{run_folder} is not a dgm-lab run folder (no {RESOLVED_CONFIG}); pass the folder a run printed.")
+        raise CheckpointError(f"{folder} is not a dgm-lab run folder (no {run_folder.CONFIG}); pass the folder a run printed.")
     return OmegaConf.load(path)
-
-
-def to_plain(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)

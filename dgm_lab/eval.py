@@ -22,7 +22,7 @@ from dgm_lab.cli import reports_user_errors
 from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics import fidelity
-from dgm_lab.run import _scalars
+from dgm_lab.run_folder import EVAL_RECORD, RunFolder, scalar_metrics
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -46,7 +46,7 @@ def evaluate(cfg: DictConfig) -> dict:
     results = run_split(model, datamodule=datamodule, verbose=False) if cfg.get("likelihood", True) else []
     record = {
         "checkpoint": str(ckpt_file), "split": cfg.split, "seed": cfg.seed,
-        "metrics": _scalars(results[0] if results else {}),
+        "metrics": scalar_metrics(results[0] if results else {}),
         "eval": OmegaConf.to_container(cfg.eval, resolve=True),
         "diagnostics": getattr(model, "diagnostics", {}),
     }
@@ -55,7 +55,7 @@ def evaluate(cfg: DictConfig) -> dict:
                                                                      device=model.device, model=model)
         record["metrics"].update(scores)
     record["wall_time_s"] = round(time.time() - started, 2)
-    return _write(record, Path(cfg.output) if cfg.output else run_folder / "eval.json")
+    return _write(record, Path(cfg.output) if cfg.output else RunFolder(run_folder).eval_record)
 
 
 def _evaluate_images(cfg: DictConfig, settings, started: float) -> dict:
@@ -70,7 +70,7 @@ def _evaluate_images(cfg: DictConfig, settings, started: float) -> dict:
     record = {"images": str(Path(cfg.images).resolve()), "split": cfg.split, "seed": cfg.seed,
               "metrics": scores, "sample_quality": quality, "wall_time_s": round(time.time() - started, 2)}
     path = Path(cfg.images).resolve()
-    return _write(record, Path(cfg.output) if cfg.output else (path if path.is_dir() else path.parent) / "eval.json")
+    return _write(record, Path(cfg.output) if cfg.output else (path if path.is_dir() else path.parent) / EVAL_RECORD)
 
 
 def _write(record: dict, out: Path) -> dict:

@@ -1,12 +1,12 @@
 """The training run: build everything from the config, fit, test, write ``summary.json``.
 
 ``train(cfg)`` is what ``dgm-train`` calls and what tests call with a composed config; it
-returns the summary, whose ``metrics`` a sweeper can optimize.
+returns the ``Summary``, whose ``metrics`` a sweeper can optimize. The files it writes are named
+in ``dgm_lab.run_folder``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -16,13 +16,13 @@ from typing import Protocol, runtime_checkable
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dgm_lab import builders
 from dgm_lab.checkpoints import load_checkpoint
-from dgm_lab.config import RESOLVED_CONFIG, validate
+from dgm_lab.config import validate
 from dgm_lab.errors import CheckpointError, DivergedError
+from dgm_lab.run_folder import RunFolder, Summary, scalar_metrics
 
 log = logging.getLogger("dgm_lab")
 
@@ -40,21 +40,21 @@ class ReportsDiagnostics(Protocol):
     diagnostics: dict
 
 
-def train(cfg: DictConfig) -> dict:
-    """Fit and test the configured model; return the summary dict also written to summary.json."""
+def train(cfg: DictConfig) -> Summary:
+    """Fit and test the configured model; return the summary also written to summary.json."""
     started = time.time()
     validate(cfg)
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(cfg.paths.output_dir)
+    folder.path.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = builders.build_datamodule(cfg)
     builders.fill_data_fields(cfg, datamodule)
     _fill_monitor(cfg)
     OmegaConf.resolve(cfg)  # one resolution: run ids and paths are fixed from here on
-    _save_resolved(cfg, output_dir)
+    _save_resolved(cfg, folder)
 
-    summary = {"status": "failed", "metrics": {}, "best": {}, "seed": cfg.seed, "run_dir": str(output_dir)}
+    summary = Summary(seed=cfg.seed, run_dir=str(folder.path))
     trainer = model = None
     callbacks: list = []
     try:
@@ -64,35 +64,33 @@ def train(cfg: DictConfig) -> dict:
         trainer = builders.build_trainer(cfg, callbacks, loggers)
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        ckpt_path = _resume_checkpoint(cfg)
+        ckpt_path = _resume_checkpoint(cfg, folder)
         fit_started = time.time()
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        summary["timing"] = _fit_timing(time.time() - fit_started, model)
-        summary["metrics"].update(_scalars(trainer.callback_metrics))
+        summary.timing = _fit_timing(time.time() - fit_started, model)
+        summary.metrics.update(scalar_metrics(trainer.callback_metrics))
         if cfg.get("test"):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
                                    weights_only=True, verbose=False)
-            summary["metrics"].update(_scalars(results[0] if results else {}))
-        summary["status"] = "completed"
+            summary.metrics.update(scalar_metrics(results[0] if results else {}))
+        summary.status = "completed"
     except DivergedError as error:
-        summary.update(status="diverged", error=str(error))
+        summary.status, summary.error = "diverged", str(error)
         raise
     except BaseException as error:
-        summary.update(status="failed", error=f"{type(error).__name__}: {error}")
+        summary.status, summary.error = "failed", f"{type(error).__name__}: {error}"
         raise
     finally:
         if trainer is not None:
-            summary["metrics"] = {**_scalars(trainer.callback_metrics), **summary["metrics"]}
-            summary["best"] = _best(trainer)
-            summary["global_step"] = trainer.global_step
-        diagnostics = _diagnostics(model, callbacks)
-        if diagnostics:
-            summary["diagnostics"] = diagnostics
-        summary["wall_time_s"] = round(time.time() - started, 2)
-        summary["config"] = OmegaConf.to_container(cfg, resolve=True)
+            summary.metrics = {**scalar_metrics(trainer.callback_metrics), **summary.metrics}
+            summary.best = _best(trainer)
+            summary.global_step = trainer.global_step
+        summary.diagnostics = _diagnostics(model, callbacks)
+        summary.wall_time_s = round(time.time() - started, 2)
+        summary.config = OmegaConf.to_container(cfg, resolve=True)
         if trainer is None or trainer.is_global_zero:
-            (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            folder.write_summary(summary)
         _finish_wandb()
     return summary
 
@@ -125,13 +123,12 @@ def _fill_monitor(cfg: DictConfig) -> None:
             cfg.monitor.metric, cfg.monitor.mode = model_class.default_monitor
 
 
-def _save_resolved(cfg: DictConfig, output_dir: Path) -> None:
-    path = output_dir / RESOLVED_CONFIG
-    if not path.exists():  # a resumed run keeps the config it started with
-        OmegaConf.save(cfg, path, resolve=True)
+def _save_resolved(cfg: DictConfig, folder: RunFolder) -> None:
+    if not folder.config.exists():  # a resumed run keeps the config it started with
+        OmegaConf.save(cfg, folder.config, resolve=True)
 
 
-def _resume_checkpoint(cfg: DictConfig) -> str | None:
+def _resume_checkpoint(cfg: DictConfig, folder: RunFolder) -> str | None:
     """The checkpoint to continue from, checked readable before training starts."""
     path = None
     if cfg.get("ckpt_path"):
@@ -139,21 +136,10 @@ def _resume_checkpoint(cfg: DictConfig) -> str | None:
         if not path.exists():
             raise CheckpointError(f"ckpt_path {path} does not exist; pass a .ckpt file from a run's checkpoints/ folder.")
     elif cfg.get("resume"):
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        path = last if last.exists() else None
+        path = folder.last_checkpoint if folder.last_checkpoint.exists() else None
     if path is not None:
         load_checkpoint(path)
     return str(path) if path else None
-
-
-def _scalars(metrics) -> dict:
-    out = {}
-    for key, value in dict(metrics).items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        if isinstance(value, int | float):
-            out[key] = float(value)
-    return out
 
 
 def _best(trainer) -> dict:

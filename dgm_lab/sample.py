@@ -22,6 +22,7 @@ from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
 from dgm_lab.cli import reports_user_errors
 from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.errors import ConfigError
+from dgm_lab.run_folder import RunFolder
 
 
 def draw(cfg: DictConfig) -> dict:
@@ -49,7 +50,7 @@ def draw(cfg: DictConfig) -> dict:
         chunks.append(model.sample(n, generator=generator, labels=chunk_labels).float().clamp(0, 1).cpu())
         drawn += n
     images = torch.cat(chunks)
-    out = Path(cfg.output) if cfg.output else run_folder / "samples" / f"sample-n{cfg.num_samples}-seed{cfg.seed}.npz"
+    out = Path(cfg.output) if cfg.output else RunFolder(run_folder).samples / f"sample-n{cfg.num_samples}-seed{cfg.seed}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     as_uint8 = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     arrays = {"images": as_uint8}

@@ -15,23 +15,27 @@ import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from dgm_lab.run_folder import HYDRA, SUMMARY, RunFolder
+
 log = logging.getLogger(__name__)
 
 
 def aggregate(sweep_dir: Path) -> dict:
     """Group the job folders of ``sweep_dir`` by their non-seed overrides and average their metrics."""
     groups: dict[str, dict] = {}
-    for summary_path in sorted(sweep_dir.glob("*/summary.json")):
-        summary = json.loads(summary_path.read_text())
-        overrides_file = summary_path.parent / ".hydra" / "overrides.yaml"
+    for summary_path in sorted(sweep_dir.glob(f"*/{SUMMARY}")):
+        summary = RunFolder(summary_path.parent).read_summary()
+        if summary is None:  # a job killed while writing: nothing to aggregate
+            continue
+        overrides_file = summary_path.parent / HYDRA / "overrides.yaml"
         overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
         key_overrides = sorted(o for o in overrides if not o.startswith(("seed=", "hydra.")))
         group = groups.setdefault(" ".join(key_overrides) or "(defaults)",
                                   {"overrides": key_overrides, "runs": [], "seeds": [], "status": []})
         group["runs"].append(summary_path.parent.name)
-        group["seeds"].append(summary.get("seed"))
-        group["status"].append(summary.get("status"))
-        for name, value in summary.get("metrics", {}).items():
+        group["seeds"].append(summary.seed)
+        group["status"].append(summary.status)
+        for name, value in summary.metrics.items():
             group.setdefault("values", {}).setdefault(name, []).append(value)
     common = set.intersection(*(set(g["overrides"]) for g in groups.values())) if groups else set()
     for group in groups.values():

@@ -24,11 +24,10 @@ from pytorch_lightning.utilities import rank_zero_only
 from dgm_lab.cli import reports_user_errors
 from dgm_lab.config import CONF_DIR, load_run_config, register_resolvers
 from dgm_lab.errors import ConfigError
+from dgm_lab.metrics import specs
 from dgm_lab.run import train
 
 log = logging.getLogger("dgm_lab")
-HEADLINE = ("test/nll_iwae", "test/elbo", "test/bpd", "val/elbo", "val/active_units", "test/loglik_ais",
-            "test/loglik_bound_ais", "test/log_z")
 
 
 def resumed_config(cfg: DictConfig) -> DictConfig:
@@ -93,7 +92,8 @@ def end_distributed_job(environment: dict) -> None:
 
 
 @reports_user_errors("dgm-train")
-def run(cfg: DictConfig) -> float | None:
+def train_task(cfg: DictConfig) -> float | None:
+    """The Hydra task of ``dgm-train``: one run (or one sweep job); returns the optimized metric."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     if cfg.get("resume"):
         cfg = resumed_config(cfg)
@@ -112,11 +112,11 @@ def run(cfg: DictConfig) -> float | None:
     finally:
         if multirun:
             end_distributed_job(environment)
-    metrics = summary["metrics"]
+    metrics = summary.metrics
     if rank_zero_only.rank != 0:  # DDP: only rank 0 reports
         return None
-    shown = ", ".join(f"{k}={metrics[k]:.3f}" for k in HEADLINE if k in metrics)
-    print(f"\n[dgm-lab] {summary['status']} in {summary['wall_time_s']:.0f}s: {shown}\n[dgm-lab] run folder: {summary['run_dir']}")
+    shown = ", ".join(f"{k}={specs.format_value(k, metrics[k])}" for k in specs.headline(metrics))
+    print(f"\n[dgm-lab] {summary.status} in {summary.wall_time_s:.0f}s: {shown}\n[dgm-lab] run folder: {summary.run_dir}")
     target = cfg.get("optimized_metric")
     if target:
         value = metrics.get(target)
@@ -129,7 +129,7 @@ def run(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     register_resolvers()
-    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")(run)()
+    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")(train_task)()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from dgm_lab.compare.collect import MISSING, Run, collect_runs, config_differences, latest_samples
-from dgm_lab.compare.report import best_indices, metric_direction
+from dgm_lab.compare.report import best_indices
+from dgm_lab.metrics.specs import direction as metric_direction
 from tests.conftest import FAST, REPO, run_cli
 
 # Two epochs so each kind has an older grid that must NOT be picked; logging every 10 steps so
@@ -142,13 +143,15 @@ def test_bad_folder_is_one_sentence_and_exit_2(tmp_path, make):
     ("val/acc", "max"), ("val/modes_covered", "max"), ("val/high_quality", "max"), ("val/pseudo_loglik", "max"),
     ("test/is", "max"), ("test/fid", "min"), ("test/kid_mean", "min"), ("val/error", "min"),
     ("val/kl", None), ("val/active_units", None), ("val/distance", None),  # "is" only as a whole word
+    ("val/generator_step", None), ("train/d_loss", None), ("val/g_loss", None),  # a game's losses do not rank
+    ("val/fid_lenet", "min"), ("test/is_lenet_std", None), ("test/loglik_ais_low", "max"), ("test/my_nll", "min"),
 ])
 def test_metric_direction_rule(name, direction):
     assert metric_direction(name) == direction
 
 
 def test_unhinted_metric_follows_monitor_mode_and_ties_are_not_highlighted():
-    assert metric_direction("val/generator_step", {"val/generator_step": "max"}) == "max"
+    assert metric_direction("val/new_score", {"val/new_score": "max"}) == "max"
     assert best_indices([1.0, 3.0, float("nan"), 3.0], "max") == {1, 3}
     assert best_indices([2.0, 2.0], "min") == set() and best_indices([1.0, 5.0], None) == set()
 

@@ -6,24 +6,68 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from dgm_lab import builders
 from dgm_lab.config import CONF_DIR, validate
 from dgm_lab.errors import ConfigError
 from tests.conftest import run_cli
 
-GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment", "hparams_search"]
+GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "metrics", "evaluation",
+          "experiment", "hparams_search"]
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml") if p.stem != "common")
+
+
+def own_settings(group: str, option: str) -> tuple[str | None, dict]:
+    """(package, the option file's own keys and values without its defaults list): ``None`` as
+    package for ``# @package _global_`` files."""
+    path = Path(CONF_DIR) / group / f"{option}.yaml"
+    first = path.read_text().splitlines()[0]
+    package = first.split("@package", 1)[1].strip() if "@package" in first else group
+    values = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    values.pop("defaults", None)
+    return (None if package == "_global_" else package), values
+
+
+def assert_contains(composed, expected: dict, where: str) -> None:
+    """Every key the option sets is in the composed config with that value (interpolations unresolved)."""
+    for key, value in expected.items():
+        assert key in composed.keys(), f"{where}.{key} missing"
+        if isinstance(value, dict):
+            assert_contains(composed[key], value, f"{where}.{key}")
+        elif key != "hydra":
+            actual = OmegaConf.to_container(composed, resolve=False)[key]
+            assert actual == value, f"{where}.{key}: {actual!r} != {value!r}"
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
-def test_every_group_option_composes(compose_train, group, option):
+def test_every_group_option_composes_with_its_own_settings(compose_train, group, option):
     cfg = compose_train([f"{group}={option}"])
     validate(cfg)
-    assert cfg.data._target_.startswith("dgm_lab.data.")
+    package, settings = own_settings(group, option)
+    composed = cfg if package is None else OmegaConf.select(cfg, package)
+    if package is not None:
+        assert composed is not None, f"{group}={option} left {package} empty"
+    # Experiments and sweeps may themselves be overridden by later groups; their own keys must land.
+    settings.pop("hydra", None)
+    if group not in ("experiment", "hparams_search"):
+        assert_contains(composed, settings, package or "")
+    else:
+        assert set(settings) <= set(composed.keys()), sorted(set(settings) - set(composed.keys()))
+
+
+def test_callbacks_none_builds_only_checkpointing_even_on_mixture_data(compose_train):
+    """Neither a dataset nor the metrics group injects callbacks: ``callbacks=none`` means none,
+    besides the run's own (inert) sample-quality evaluator."""
+    cfg = compose_train(["callbacks=none", "data=ring8", "model=gan"])
+    names = sorted(type(c).__name__ for c in builders.build_callbacks(cfg))
+    assert names == ["ModelCheckpoint", "SampleQuality"]
+    default = sorted(type(c).__name__ for c in builders.build_callbacks(compose_train(
+        ["data=ring8", "model=gan", "monitor.metric=val/modes_covered", "monitor.mode=max"])))
+    assert "ModeCoverage" in default
 
 
 @pytest.mark.parametrize("model", options("model"))
@@ -72,9 +116,14 @@ def test_optimizer_swaps_on_command_line(compose_train):
     ("model.beta=-1", "model.beta"),
 ])
 def test_out_of_range_values_are_named(compose_train, override, key):
+    """What dgm-train checks before training: run-level settings, then the datamodule's and the
+    model's own (typed) settings as they are built."""
     cfg = compose_train([override])
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg)
+        datamodule = builders.build_datamodule(cfg)
+        builders.fill_data_fields(cfg, datamodule)
+        builders.build_model(cfg)
 
 
 def test_conv_vae_rejects_indivisible_image(compose_train):

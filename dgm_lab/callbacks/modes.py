@@ -14,7 +14,8 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only
 
 from dgm_lab.callbacks.media import log_images
-from dgm_lab.errors import ConfigError
+from dgm_lab.data.contract import ModeMixtureData
+from dgm_lab.run_folder import RunFolder
 
 
 def mode_coverage(points: torch.Tensor, centres: torch.Tensor, std: float, threshold_std: float = 3.0) -> dict:
@@ -55,11 +56,11 @@ class ModeCoverage(pl.Callback):
         self.plot_every_n_steps, self.plot_points, self.folder = int(plot_every_n_steps), int(plot_points), folder
         self.written: list[str] = []
         self.diagnostics: dict = {}  # per-mode histograms, copied into summary.json by the run
+        self.active = False
 
     def setup(self, trainer, pl_module, stage):
-        datamodule = trainer.datamodule
-        if datamodule is None or not hasattr(datamodule, "mode_centres"):
-            raise ConfigError("the mode_coverage callback needs 2-D mixture data (data=ring8 or data=grid25).")
+        # In the default callbacks of every run: it scores only data with known modes.
+        self.active = isinstance(trainer.datamodule, ModeMixtureData)
 
     def measure(self, trainer, pl_module, split: str = "val") -> tuple[torch.Tensor, dict]:
         datamodule = trainer.datamodule
@@ -70,7 +71,7 @@ class ModeCoverage(pl.Callback):
         return points, scores
 
     def _report(self, trainer, pl_module, split: str) -> None:
-        if trainer.sanity_checking:
+        if not self.active or trainer.sanity_checking:
             return
         points, scores = self.measure(trainer, pl_module, split)
         for key in ("modes_covered", "high_quality_frac", "mode_kl"):
@@ -88,7 +89,7 @@ class ModeCoverage(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = pl_module.training_iterations
-        if self.plot_every_n_steps and step % self.plot_every_n_steps == 0:
+        if self.active and self.plot_every_n_steps and step % self.plot_every_n_steps == 0:
             points, scores = self.measure(trainer, pl_module)
             self.plot(trainer, pl_module, points, scores)
 
@@ -100,7 +101,7 @@ class ModeCoverage(pl.Callback):
         import matplotlib.pyplot as plt
 
         step = pl_module.training_iterations
-        folder = Path(self.folder or Path(trainer.default_root_dir) / "samples")
+        folder = Path(self.folder or RunFolder(trainer.default_root_dir).samples)
         folder.mkdir(parents=True, exist_ok=True)
         centres = trainer.datamodule.mode_centres
         shown = points[: self.plot_points]

@@ -7,13 +7,13 @@ The models add this callback themselves (``configure_callbacks``), with
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import save_image
 
 from dgm_lab.callbacks.media import log_images
+from dgm_lab.run_folder import RunFolder
 
 
 class WeightFilters(pl.Callback):
@@ -33,7 +33,7 @@ class WeightFilters(pl.Callback):
 
     @rank_zero_only
     def write(self, trainer, pl_module, tag: str) -> None:
-        folder = Path(trainer.default_root_dir) / "samples"
+        folder = RunFolder(trainer.default_root_dir).samples
         folder.mkdir(parents=True, exist_ok=True)
         filters = pl_module.weight_filters()[: self.num_filters]
         path = folder / f"filters_{tag}.png"

@@ -12,6 +12,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import save_image
 
 from dgm_lab.callbacks.media import log_images
+from dgm_lab.run_folder import RunFolder
 
 
 class ImageSamples(pl.Callback):
@@ -43,7 +44,7 @@ class ImageSamples(pl.Callback):
 
     @rank_zero_only
     def write(self, trainer, pl_module, tag: str) -> None:
-        folder = Path(self.folder or Path(trainer.default_root_dir) / "samples")
+        folder = Path(self.folder or RunFolder(trainer.default_root_dir).samples)
         folder.mkdir(parents=True, exist_ok=True)
         was_training = pl_module.training
         pl_module.eval()

@@ -16,14 +16,13 @@ from pathlib import Path
 import yaml
 
 from dgm_lab.errors import UserError
+from dgm_lab.run_folder import MARKERS, RunFolder
 
 
 class NotARunFolderError(UserError):
     """A path given to dgm-compare is neither a run folder nor a sweep of run folders."""
 
 
-# A folder is a run when it holds one of these (summary.json is written even by failed runs).
-RUN_MARKERS = ("summary.json", "config.yaml")
 # Config keys that differ between any two runs without saying anything about the experiment.
 NOISE_PREFIXES = ("paths.", "hydra.")
 NOISE_KEYS = {"run_dir", "hydra", "paths"}
@@ -79,15 +78,15 @@ def collect_runs(patterns: list[str]) -> list[Run]:
 def read_run(folder: Path) -> Run:
     """Load one run folder; missing optional files just leave their part empty."""
     run = Run(path=folder)
-    summary_path = folder / "summary.json"
-    if summary_path.exists():
+    files = RunFolder(folder)
+    if files.summary.exists():
         try:
-            run.summary = json.loads(summary_path.read_text())
+            run.summary = json.loads(files.summary.read_text())
         except json.JSONDecodeError as error:
-            raise NotARunFolderError(f"{summary_path} is not valid JSON ({error}).") from None
-    run.config = run.summary.get("config") or _read_yaml(folder / "config.yaml")
-    run.curves = read_curves(folder / "metrics.csv")
-    run.samples = latest_samples(folder / "samples")
+            raise NotARunFolderError(f"{files.summary} is not valid JSON ({error}).") from None
+    run.config = run.summary.get("config") or _read_yaml(files.config)
+    run.curves = read_curves(files.metrics_csv)
+    run.samples = latest_samples(files.samples)
     return run
 
 
@@ -222,13 +221,13 @@ def _run_folders(folder: Path) -> list[Path]:
     if jobs:
         return jobs
     raise NotARunFolderError(
-        f"{folder} is neither a run folder (no {' or '.join(RUN_MARKERS)}) nor a sweep folder "
+        f"{folder} is neither a run folder (no {' or '.join(MARKERS)}) nor a sweep folder "
         "(no numbered job folders holding one); pass folders written by dgm-train or dgm-train -m."
     )
 
 
 def is_run(folder: Path) -> bool:
-    return folder.is_dir() and any((folder / marker).is_file() for marker in RUN_MARKERS)
+    return folder.is_dir() and any((folder / marker).is_file() for marker in MARKERS)
 
 
 def _read_yaml(path: Path) -> dict:

@@ -4,12 +4,10 @@ The HTML has its CSS and script inline, sample grids as base64 ``data:`` URIs an
 inline SVG, so it opens offline from anywhere (mail it, attach it to an issue). The markdown
 holds the same tables for pasting into a PR or issue; its images are relative links.
 
-Best-value rule, per metric: the **rightmost** direction hint in the name decides
-(``val/nll_iwae`` -> ``nll`` -> lower). Higher is better for ``elbo``, ``acc``/``accuracy``,
-``modes_covered``, ``high_quality``, ``loglik``/``log_likelihood``, ``is``/``inception_score``;
-lower for ``nll``, ``bpd``, ``fid``, ``kid``, ``loss``, ``error``/``err``. Hints match whole
-words between ``/``, ``_``, ``-`` or ``.`` (``is`` never matches inside ``distance``). A name
-with no hint falls back to the ``mode`` of runs that monitor it; otherwise nothing is highlighted.
+Best-value rule, per metric: the direction in the metric-spec table (``dgm_lab.metrics.specs``);
+metrics that do not rank runs (adversarial losses, counters, spreads) are never highlighted. A
+name the table does not know falls back to its name hints (``val/my_nll`` -> lower), then to the
+``mode`` of runs that monitor it; otherwise nothing is highlighted.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import datetime as dt
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import jinja2
@@ -28,23 +25,9 @@ import markupsafe
 from dgm_lab.compare import plot
 from dgm_lab.compare.collect import MISSING, Run, config_differences
 from dgm_lab.compare.template import HTML_TEMPLATE
+from dgm_lab.metrics import specs
 
-HIGHER = ("elbo", "acc", "accuracy", "modes_covered", "high_quality", "loglik", "log_likelihood", "is",
-          "inception_score")
-LOWER = ("nll", "bpd", "fid", "kid", "loss", "error", "err")
 ARROW = {"max": "↑", "min": "↓", None: ""}
-
-
-def metric_direction(name: str, monitor_modes: dict[str, str] | None = None) -> str | None:
-    """``"max"`` when higher is better, ``"min"`` when lower is, None when the name does not say."""
-    hits = []
-    for hints, direction in ((HIGHER, "max"), (LOWER, "min")):
-        for hint in hints:
-            for match in re.finditer(rf"(?<![a-z0-9]){re.escape(hint)}(?![a-z0-9])", name.lower()):
-                hits.append((match.end(), direction))
-    if hits:
-        return max(hits)[1]
-    return (monitor_modes or {}).get(name)
 
 
 def best_indices(values: list[float | None], direction: str | None) -> set[int]:
@@ -71,7 +54,7 @@ def build_context(runs: list[Run], curve_metrics: list[str], out_dir: Path) -> d
     metric_rows = []
     for name in names:
         values = [run.metrics.get(name) for run in runs]
-        direction = metric_direction(name, monitor_modes)
+        direction = specs.direction(name, monitor_modes)
         best = best_indices(values, direction)
         metric_rows.append({"name": name, "arrow": ARROW[direction],
                             "cells": [{"text": _fmt_metric(v), "best": i in best} for i, v in enumerate(values)]})

@@ -1,0 +1,80 @@
+"""Typed run-level settings that no model or datamodule owns: the evaluation block and the
+optimizer's numbers. Each check lives here once; ``dgm_lab.config.validate`` runs them before
+anything is built, and the models read their evaluation settings through the same class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dgm_lab.errors import ConfigError
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The ``eval`` block of conf/train.yaml and conf/eval.yaml (conf/evaluation/default.yaml).
+
+    Args:
+        iwae_k: importance samples per test example for ``test/nll_iwae``.
+        iwae_batch: decoder passes per chunk of the IWAE estimate (a memory bound).
+        ais_num_betas: AIS temperatures for log Z of Boltzmann machines (at least 3).
+        ais_num_runs: independent AIS runs; their spread gives the error bar (at least 2).
+    """
+
+    iwae_k: int = 5000
+    iwae_batch: int = 50000
+    ais_num_betas: int = 14500
+    ais_num_runs: int = 100
+
+    def __post_init__(self):
+        _require(_positive_int(self.iwae_k), f"eval.iwae_k must be a positive integer, got eval.iwae_k={self.iwae_k!r}.")
+        _require(_positive_int(self.iwae_batch), f"eval.iwae_batch must be a positive integer, got {self.iwae_batch!r}.")
+        _require(isinstance(self.ais_num_betas, int) and self.ais_num_betas >= 3,
+                 f"eval.ais.num_betas must be at least 3, got {self.ais_num_betas!r}.")
+        _require(isinstance(self.ais_num_runs, int) and self.ais_num_runs >= 2,
+                 f"eval.ais.num_runs must be at least 2 (for the error bar), got {self.ais_num_runs!r}.")
+
+    @classmethod
+    def from_config(cls, node: dict | None) -> EvaluationSettings:
+        """From the ``eval`` node (a dict or DictConfig); missing keys take the defaults."""
+        node = dict(node or {})
+        ais = dict(node.get("ais") or {})
+        defaults = cls.__dataclass_fields__
+        return cls(iwae_k=node.get("iwae_k", defaults["iwae_k"].default),
+                   iwae_batch=node.get("iwae_batch", defaults["iwae_batch"].default),
+                   ais_num_betas=ais.get("num_betas", defaults["ais_num_betas"].default),
+                   ais_num_runs=ais.get("num_runs", defaults["ais_num_runs"].default))
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """The numbers of the ``optimizer`` group that every torch optimizer shares."""
+
+    lr: float
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        _require(isinstance(self.lr, int | float) and self.lr > 0,
+                 f"optimizer.lr must be positive, got optimizer.lr={self.lr!r}.")
+        _require(isinstance(self.weight_decay, int | float) and self.weight_decay >= 0,
+                 f"optimizer.weight_decay must be non-negative, got optimizer.weight_decay={self.weight_decay!r}.")
+
+    @classmethod
+    def from_config(cls, node) -> OptimizerSettings:
+        node = dict(node or {})
+        return cls(lr=node.get("lr", 1e-3), weight_decay=node.get("weight_decay", 0.0) or 0.0)
+
+
+def check_trainer_limits(node) -> None:
+    """``trainer.max_epochs``: at least 1, or -1 / null for no limit."""
+    max_epochs = dict(node or {}).get("max_epochs")
+    _require(max_epochs is None or (isinstance(max_epochs, int) and (max_epochs == -1 or max_epochs >= 1)),
+             f"trainer.max_epochs must be >= 1 (or -1 for no limit), got trainer.max_epochs={max_epochs!r}.")
