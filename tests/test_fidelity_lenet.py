@@ -18,7 +18,7 @@ from dgm_lab.data import FashionMNISTDataModule, MNIST5kDataModule, MNISTDataMod
 from dgm_lab.errors import ConfigError, DataError
 from dgm_lab.metrics import fidelity, lenet
 from dgm_lab.metrics.cas import classification_accuracy_score, labelled_samples, train_and_test
-from dgm_lab.metrics.train_lenet import accuracy
+from dgm_lab.metrics.classifier import accuracy
 
 ALL = {"fid": True, "is": True, "kid": True, "prc": True}
 
