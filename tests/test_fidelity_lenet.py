@@ -15,10 +15,15 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
 from dgm_lab.data import FashionMNISTDataModule, MNIST5kDataModule, MNISTDataModule
+from dgm_lab.data.base import to_uint8
 from dgm_lab.errors import ConfigError, DataError
-from dgm_lab.metrics import fidelity, lenet
+from dgm_lab.metrics import lenet
 from dgm_lab.metrics.cas import classification_accuracy_score, labelled_samples, train_and_test
 from dgm_lab.metrics.classifier import accuracy
+from dgm_lab.metrics.extractors import INCEPTION_FILE, file_sha256, resolve_extractor
+from dgm_lab.metrics.features import extract
+from dgm_lab.metrics.sample_quality import SampleQuality, split_images
+from dgm_lab.metrics.settings import INCEPTION, Settings
 
 ALL = {"fid": True, "is": True, "kid": True, "prc": True}
 
@@ -31,12 +36,12 @@ def digits():
     return datamodule
 
 
-def evaluator(datamodule, tmp_path, **settings) -> fidelity.SampleQuality:
-    settings = fidelity.Settings.from_config({"compute": ALL, "num_samples": 500, "num_real": 500, "kid_subsets": 20,
+def evaluator(datamodule, tmp_path, **settings) -> SampleQuality:
+    settings = Settings.from_config({"compute": ALL, "num_samples": 500, "num_real": 500, "kid_subsets": 20,
                                               "cache_dir": str(tmp_path / "cache"), **settings})
-    extractor = fidelity.resolve_extractor(settings, datamodule.name)
-    return fidelity.SampleQuality(settings, extractor, datamodule.name,
-                                  lambda split: fidelity.split_images(datamodule, split))
+    extractor = resolve_extractor(settings, datamodule.name)
+    return SampleQuality(settings, extractor, datamodule.name,
+                                  lambda split: split_images(datamodule, split))
 
 
 class Replay(torch.nn.Module):
@@ -69,7 +74,7 @@ def test_shipped_lenet_is_small_recorded_and_accurate(data, datamodule_class, ta
     path = lenet.WEIGHTS_DIR / f"lenet_{data}.pt"
     record = json.loads((lenet.WEIGHTS_DIR / "ACCURACY.json").read_text())[data]
     assert path.stat().st_size < 600_000
-    assert record["test_accuracy"] >= target and record["sha256"] == fidelity.file_sha256(path)
+    assert record["test_accuracy"] >= target and record["sha256"] == file_sha256(path)
     assert record["date"] and "train_lenet" in record["command"]
     if not os.environ.get("DGM_DATA_DIR"):
         pytest.skip("DGM_DATA_DIR not set: the recorded accuracy is not re-measured")
@@ -104,8 +109,8 @@ class Images(torch.utils.data.Dataset):
 
 
 def test_scores_equal_torch_fidelity_called_directly(digits, tmp_path):
-    generated = fidelity.to_uint8(digits.splits["val"].images)
-    real = fidelity.to_uint8(digits.splits["test"].images)
+    generated = to_uint8(digits.splits["val"].images)
+    real = to_uint8(digits.splits["test"].images)
     scores, record = evaluator(digits, tmp_path).evaluate("test", images=generated)
     direct = torch_fidelity.calculate_metrics(
         input1=Images(generated), input2=Images(real), fid=True, isc=True, kid=True, prc=True,
@@ -123,11 +128,11 @@ def test_scores_equal_torch_fidelity_called_directly(digits, tmp_path):
 def test_real_split_against_itself_scores_zero_and_one_class_has_low_recall(digits, tmp_path):
     quality = evaluator(digits, tmp_path)
     test = digits.splits["test"]
-    scores, record = quality.evaluate("test", images=fidelity.to_uint8(test.images))
+    scores, record = quality.evaluate("test", images=to_uint8(test.images))
     assert 0.0 <= scores["test/fid_lenet"] < 1e-6 and abs(record["fid_raw"]) < 1e-6
     assert scores["test/precision_lenet"] == scores["test/recall_lenet"] == 1.0
     zeros = digits.splits["train"].images[digits.splits["train"].labels == 0][:300]
-    scores, _ = quality.evaluate("test", images=fidelity.to_uint8(zeros))
+    scores, _ = quality.evaluate("test", images=to_uint8(zeros))
     assert scores["test/precision_lenet"] > 0.8 and scores["test/recall_lenet"] < 0.25
     assert scores["test/is_lenet"] < 1.5 and scores["test/fid_lenet"] > 50
 
@@ -169,60 +174,60 @@ def inception_file(tmp_path_factory):
         patch.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {})
         patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
         net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    path = tmp_path_factory.mktemp("weights") / fidelity.INCEPTION_FILE
+    path = tmp_path_factory.mktemp("weights") / INCEPTION_FILE
     torch.save(torch.nn.Module.state_dict(net), path)
     return path
 
 
 def inception_settings(**extra):
-    return fidelity.Settings.from_config({"compute": {"fid": True, "is": True}, "feature_extractor": fidelity.INCEPTION,
+    return Settings.from_config({"compute": {"fid": True, "is": True}, "feature_extractor": INCEPTION,
                                           "download": False, **extra})
 
 
 def test_inception_weights_from_config_path_are_loaded(inception_file):
-    extractor = fidelity.resolve_extractor(inception_settings(inception_weights=str(inception_file)), "mnist")
+    extractor = resolve_extractor(inception_settings(inception_weights=str(inception_file)), "mnist")
     assert extractor.weights == str(inception_file) and extractor.suffix == "" and extractor.channels == 3
-    assert extractor.weights_sha256 == fidelity.file_sha256(inception_file)
+    assert extractor.weights_sha256 == file_sha256(inception_file)
     net = extractor.build("cpu")
     saved = torch.load(inception_file, weights_only=True)
     assert torch.equal(net.fc.weight, saved["fc.weight"]) and torch.equal(net.Mixed_7c.branch_pool.conv.weight,
                                                                           saved["Mixed_7c.branch_pool.conv.weight"])
-    features = fidelity.extract(net, torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 2, "cpu", extractor.channels)
+    features = extract(net, torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 2, "cpu", extractor.channels)
     assert features["2048"].shape == (2, 2048) and features["logits_unbiased"].shape == (2, 1008)
 
 
 def test_inception_weights_from_torch_hub_cache(inception_file, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "hub" / "checkpoints" / fidelity.INCEPTION_FILE).symlink_to(inception_file)
-    extractor = fidelity.resolve_extractor(inception_settings(), "mnist")
-    assert extractor.weights == str(tmp_path / "hub" / "checkpoints" / fidelity.INCEPTION_FILE)
+    (tmp_path / "hub" / "checkpoints" / INCEPTION_FILE).symlink_to(inception_file)
+    extractor = resolve_extractor(inception_settings(), "mnist")
+    assert extractor.weights == str(tmp_path / "hub" / "checkpoints" / INCEPTION_FILE)
 
 
 def test_missing_inception_weights_fail_in_one_sentence_or_skip(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(DataError) as error:
-        fidelity.resolve_extractor(inception_settings(), "mnist")
+        resolve_extractor(inception_settings(), "mnist")
     message = str(error.value)
-    assert fidelity.INCEPTION_FILE in message and str(tmp_path / "hub" / "checkpoints") in message
+    assert INCEPTION_FILE in message and str(tmp_path / "hub" / "checkpoints") in message
     assert "metrics.inception_weights=" in message and "\n" not in message and message.count(". ") == 0
     assert message.endswith(".")
     with pytest.raises(DataError, match="does not exist"):
-        fidelity.resolve_extractor(inception_settings(inception_weights=str(tmp_path / "nope.pth")), "mnist")
+        resolve_extractor(inception_settings(inception_weights=str(tmp_path / "nope.pth")), "mnist")
     caplog.set_level(logging.WARNING, logger="dgm_lab")
-    assert fidelity.resolve_extractor(inception_settings(on_missing_weights="skip"), "mnist") is None
-    assert fidelity.INCEPTION_FILE in caplog.text
+    assert resolve_extractor(inception_settings(on_missing_weights="skip"), "mnist") is None
+    assert INCEPTION_FILE in caplog.text
     foreign = tmp_path / "foreign.pth"
     torch.save({"weight": torch.zeros(3)}, foreign)
     with pytest.raises(DataError, match="is not the InceptionV3"):
-        fidelity.resolve_extractor(inception_settings(inception_weights=str(foreign)), "mnist")
+        resolve_extractor(inception_settings(inception_weights=str(foreign)), "mnist")
 
 
 def test_settings_reject_unknown_names():
     with pytest.raises(ConfigError, match="unknown metric"):
-        fidelity.Settings.from_config({"compute": {"fld": True}})
+        Settings.from_config({"compute": {"fld": True}})
     with pytest.raises(ConfigError, match="on_missing_weights"):
-        fidelity.Settings.from_config({"on_missing_weights": "ignore"})
+        Settings.from_config({"on_missing_weights": "ignore"})
 
 
 # -- classification accuracy score -------------------------------------------------------------

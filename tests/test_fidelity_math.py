@@ -1,4 +1,4 @@
-"""FID, IS, KID and precision/recall as computed by dgm_lab.metrics.fidelity (through
+"""FID, IS, KID and precision/recall as computed by dgm_lab.metrics.scores (through
 torch-fidelity), checked against independent numpy/scipy computations on cases with known answers."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from sklearn.metrics.pairwise import polynomial_kernel
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 
-from dgm_lab.metrics.fidelity import Settings, compute_scores, fid_statistics
+from dgm_lab.metrics.scores import compute_scores, fid_statistics
+from dgm_lab.metrics.settings import Settings
 
 
 class FakeExtractor:

@@ -13,7 +13,10 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 
 from dgm_lab.errors import ConfigError
-from dgm_lab.metrics import fidelity
+from dgm_lab.metrics.extractors import Extractor, missing_inception_message, resolve_extractor
+from dgm_lab.metrics.sample_quality import SampleQuality as Evaluator
+from dgm_lab.metrics.sample_quality import split_images
+from dgm_lab.metrics.settings import INCEPTION, Settings
 
 log = logging.getLogger("dgm_lab")
 
@@ -34,20 +37,20 @@ class SampleQuality(pl.Callback):
     """
 
     def __init__(self, settings: dict | None = None):
-        self.settings = fidelity.Settings.from_config(settings)
+        self.settings = Settings.from_config(settings)
         if "cas" in self.settings.selected:
             raise ConfigError("metrics=[cas] is computed by dgm-eval on a trained class-conditional model, not during training.")
         self.active = bool(self.settings.feature_metrics)
-        self.evaluator: fidelity.SampleQuality | None = None
+        self.evaluator: Evaluator | None = None
         self.skipped: str | None = None
-        if self.active and self.settings.feature_extractor == fidelity.INCEPTION:
+        if self.active and self.settings.feature_extractor == INCEPTION:
             self._resolve(dataset="")  # weights do not depend on the data: fail before anything is built
 
-    def _resolve(self, dataset: str) -> fidelity.Extractor | None:
-        extractor = fidelity.resolve_extractor(self.settings, dataset)
+    def _resolve(self, dataset: str) -> Extractor | None:
+        extractor = resolve_extractor(self.settings, dataset)
         if extractor is None:
             self.active = False
-            self.skipped = fidelity.missing_inception_message(self.settings)
+            self.skipped = missing_inception_message(self.settings)
         return extractor
 
     # -- set up before training: weights are checked here at the latest -------------------------
@@ -61,9 +64,8 @@ class SampleQuality(pl.Callback):
         if extractor is None:
             self._record_skip(pl_module)
             return
-        self.evaluator = fidelity.SampleQuality(self.settings, extractor, dataset,
-                                                lambda split: fidelity.split_images(datamodule, split),
-                                                device=pl_module.device)
+        self.evaluator = Evaluator(self.settings, extractor, dataset, lambda split: split_images(datamodule, split),
+                                   device=pl_module.device)
 
     def _record_skip(self, pl_module) -> None:
         if self.skipped:

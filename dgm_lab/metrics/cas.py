@@ -13,9 +13,9 @@ import time
 
 import torch
 
+from dgm_lab.data.base import to_uint8
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics.classifier import accuracy, fit
-from dgm_lab.metrics.fidelity import to_uint8
 from dgm_lab.metrics.lenet import LeNet, uint8_to_input
 
 

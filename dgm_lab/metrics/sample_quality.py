@@ -1,0 +1,122 @@
+"""One sample-quality evaluation, from a model or saved images to logged scores and their protocol.
+
+resolve the feature extractor (``dgm_lab.metrics.extractors``: fails before training when weights
+are missing) -> reference features of the first ``num_real`` images of a split
+(``dgm_lab.metrics.reference_cache``) -> features of exactly ``num_samples`` generated images
+(``dgm_lab.metrics.features``: sharded over DDP ranks by fixed chunks, gathered, so every rank
+holds the same set as a single process would) -> torch-fidelity's own metric functions on every
+rank (``dgm_lab.metrics.scores``) -> the protocol beside the scores (``dgm_lab.metrics.protocol``).
+The training callback (``dgm_lab.callbacks.sample_quality``) and ``dgm-eval`` both go through
+``SampleQuality``; ``evaluate_for_cli`` adds CAS for dgm-eval.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from dgm_lab.errors import ConfigError
+from dgm_lab.metrics.cas import classification_accuracy_score
+from dgm_lab.metrics.extractors import Extractor, missing_inception_message, resolve_extractor
+from dgm_lab.metrics.features import extract, generated_features
+from dgm_lab.metrics.protocol import protocol
+from dgm_lab.metrics.reference_cache import reference_features
+from dgm_lab.metrics.scores import compute_scores
+from dgm_lab.metrics.settings import Settings
+
+
+def logged_names(scores: dict, split: str, suffix: str) -> dict:
+    """{"fid": 3.1, "is_std": 0.1} -> {"val/fid_lenet": 3.1, "val/is_lenet_std": 0.1}."""
+    out = {}
+    for name, value in scores.items():
+        base, _, tail = name.partition("_")
+        out[f"{split}/{base}{suffix}" + (f"_{tail}" if tail else "")] = float(value)
+    return out
+
+
+class SampleQuality:
+    """Evaluations of one run: the extractor network is built once, the reference features are
+    kept per split; generated features live only inside one ``evaluate`` call."""
+
+    def __init__(self, settings: Settings, extractor: Extractor, dataset: str,
+                 load_images: Callable[[str], torch.Tensor], device="cpu"):
+        self.settings, self.extractor, self.dataset = settings, extractor, dataset
+        self.load_images, self.device = load_images, torch.device(device)
+        self.net = extractor.build(self.device)
+        self._reference: dict[str, tuple[dict, dict]] = {}
+
+    def reference(self, split: str) -> tuple[dict, dict]:
+        if split not in self._reference:
+            s = self.settings
+            self._reference[split] = reference_features(
+                self.extractor, self.net, self.dataset, split, s.num_real, lambda: self.load_images(split),
+                s.cache_dir, s.batch_size, self.device)
+        return self._reference[split]
+
+    def evaluate(self, split: str, model=None, images: torch.Tensor | None = None, source: dict | None = None,
+                 rank: int = 0, world_size: int = 1) -> tuple[dict, dict]:
+        """(logged scores, protocol) for samples of ``model`` or for uint8 ``images`` (N, C, H, W)."""
+        started = time.time()
+        metrics = self.settings.feature_metrics
+        self.net.to(self.device)
+        if images is not None:
+            generated = extract(self.net, images, self.settings.batch_size, self.device, self.extractor.channels)
+            source = source or {"source": "images"}
+        else:
+            generated = generated_features(model, self.net, self.extractor, self.settings, self.device, rank, world_size)
+            source = {"source": "model.sample", "seed": self.settings.seed, "chunk_size": self.settings.batch_size,
+                      "class_balanced_labels": bool(getattr(model, "conditional", False)), "world_size": world_size}
+        num_generated = len(next(iter(generated.values())))
+        needs_reference = any(m in metrics for m in ("fid", "kid", "prc"))
+        reference, cache = self.reference(split) if needs_reference else (None, None)
+        scores, details = compute_scores(metrics, generated, reference, self.extractor, self.settings)
+        del generated  # nothing of this evaluation outlives it
+        record = protocol(metrics, self.extractor, self.settings, self.dataset, split, num_generated,
+                          reference["num_images"] if reference else None, source, cache, details)
+        record["wall_time_s"] = round(time.time() - started, 2)
+        return logged_names(scores, split, self.extractor.suffix), record
+
+
+def grey_splits(datamodule) -> dict:
+    """The datamodule's splits ({split: .images (N, C, H, W) in [0, 1], .labels}) in grey levels: a
+    binarized datamodule is reloaded with ``binarize=none`` (samples are compared with real images,
+    not with their binarization)."""
+    if getattr(datamodule, "binarize", "none") != "none":
+        datamodule = type(datamodule)(binarize="none", data_dir=getattr(datamodule, "data_dir", None))
+    datamodule.setup()
+    return getattr(datamodule, "splits", None) or {}
+
+
+def split_images(datamodule, split: str) -> torch.Tensor:
+    """Float images (N, C, H, W) in [0, 1] of ``split``, grey levels (see ``grey_splits``)."""
+    splits = grey_splits(datamodule)
+    if split not in splits:
+        raise ConfigError(f"the dataset has no {split!r} image split to compare samples with.")
+    return splits[split].images
+
+
+def evaluate_for_cli(settings: Settings, datamodule, split: str, device="cpu", model=None,
+                     images: torch.Tensor | None = None, source: dict | None = None) -> tuple[dict, dict]:
+    """dgm-eval: ({name: score}, {"protocol": ..., "cas": ..., "skipped": ...}) for the samples of
+    ``model`` or for uint8 ``images`` (N, C, H, W), against ``split`` of ``datamodule``."""
+    scores, record = {}, {}
+    dataset = getattr(datamodule, "name", type(datamodule).__name__)
+    if settings.feature_metrics:
+        extractor = resolve_extractor(settings, dataset)
+        if extractor is None:
+            record["skipped"] = missing_inception_message(settings)
+        else:
+            evaluator = SampleQuality(settings, extractor, dataset, lambda s: split_images(datamodule, s), device)
+            found, record["protocol"] = evaluator.evaluate(split, model=model, images=images, source=source)
+            scores.update(found)
+    if "cas" in settings.selected:
+        if model is None:
+            raise ConfigError("metrics=[cas] needs ckpt_path= of a class-conditional model, not images=.")
+        splits = grey_splits(datamodule)
+        found, record["cas"] = classification_accuracy_score(
+            model, (splits["train"].images, splits["train"].labels), (splits[split].images, splits[split].labels),
+            num_samples=settings.cas_num_samples, epochs=settings.cas_epochs, seed=settings.seed, split=split)
+        scores.update(found)
+    return scores, record
