@@ -22,7 +22,7 @@ from dgm_lab.metrics.cas import classification_accuracy_score, labelled_samples,
 from dgm_lab.metrics.classifier import accuracy
 from dgm_lab.metrics.extractors import INCEPTION_FILE, file_sha256, resolve_extractor
 from dgm_lab.metrics.features import extract
-from dgm_lab.metrics.sample_quality import SampleQuality, split_images
+from dgm_lab.metrics.sample_quality import SampleQuality
 from dgm_lab.metrics.settings import INCEPTION, Settings
 
 ALL = {"fid": True, "is": True, "kid": True, "prc": True}
@@ -38,10 +38,9 @@ def digits():
 
 def evaluator(datamodule, tmp_path, **settings) -> SampleQuality:
     settings = Settings.from_config({"compute": ALL, "num_samples": 500, "num_real": 500, "kid_subsets": 20,
-                                              "cache_dir": str(tmp_path / "cache"), **settings})
+                                     "cache_dir": str(tmp_path / "cache"), **settings})
     extractor = resolve_extractor(settings, datamodule.name)
-    return SampleQuality(settings, extractor, datamodule.name,
-                                  lambda split: split_images(datamodule, split))
+    return SampleQuality(settings, extractor, datamodule)
 
 
 class Replay(torch.nn.Module):
@@ -163,7 +162,25 @@ def test_every_evaluation_draws_the_same_samples_and_keeps_nothing(digits, tmp_p
     first, record = quality.evaluate("val", model=model)
     second, _ = quality.evaluate("val", model=model)
     assert first == second and record["num_generated"] == 300 and record["generated"]["seed"] == 0
-    assert set(vars(quality)) == {"settings", "extractor", "dataset", "load_images", "device", "net", "_reference"}
+    assert set(vars(quality)) == {"settings", "extractor", "data", "device", "net", "_reference"}
+
+
+class TaggedDigits(MNIST5kDataModule):
+    """A datamodule with a constructor argument of its own: rebuilding it from binarize= and
+    data_dir= alone, as the metrics once did, would fail."""
+
+    def __init__(self, tag: str, **kwargs):
+        super().__init__(**kwargs)
+        self.tag = tag
+
+
+def test_reference_images_come_through_the_data_contract_in_grey_levels(digits, tmp_path):
+    binarized, _ = evaluator(TaggedDigits("mine", binarize="static"), tmp_path / "a").reference("test")
+    grey, _ = evaluator(digits, tmp_path / "b").reference("test")
+    assert torch.equal(binarized["features"]["features"], grey["features"]["features"])
+    with pytest.raises(ConfigError, match="does not implement dgm_lab.data.contract.InMemoryImageData") as error:
+        SampleQuality(Settings.from_config({"compute": ALL}), resolve_extractor(Settings(), "mnist"), object())
+    assert "\n" not in str(error.value) and str(error.value).count(". ") == 0
 
 
 # -- InceptionV3 weights -----------------------------------------------------------------------
@@ -234,8 +251,8 @@ def test_settings_reject_unknown_names():
 def test_cas_of_a_perfect_and_a_mislabelling_generator(digits):
     """A generator that returns real digits of the asked class scores like real data; one that
     returns the next class for every label scores below chance."""
-    train, test = digits.splits["train"], digits.splits["test"]
-    real, held_out = (train.images, train.labels), (test.images, test.labels)
+    train = digits.splits["train"]
+    real, held_out = digits.reference_images("train"), digits.reference_images("test")
     perfect = Replay(train.images, train.labels, conditional=True)
     scores, record = classification_accuracy_score(perfect, real, held_out, num_samples=400, epochs=3)
     assert scores["test/cas_real"] > 0.6 and abs(scores["test/cas"] - scores["test/cas_real"]) < 0.1, scores

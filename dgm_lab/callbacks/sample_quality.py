@@ -15,7 +15,7 @@ from pytorch_lightning.loggers import WandbLogger
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics.extractors import Extractor, missing_inception_message, resolve_extractor
 from dgm_lab.metrics.sample_quality import SampleQuality as Evaluator
-from dgm_lab.metrics.sample_quality import split_images
+from dgm_lab.metrics.sample_quality import image_data
 from dgm_lab.metrics.settings import INCEPTION, Settings
 
 log = logging.getLogger("dgm_lab")
@@ -58,14 +58,12 @@ class SampleQuality(pl.Callback):
         if not self.active or self.evaluator is not None:
             self._record_skip(pl_module)
             return
-        datamodule = trainer.datamodule
-        dataset = getattr(datamodule, "name", type(datamodule).__name__)
-        extractor = self._resolve(dataset)
+        data = image_data(trainer.datamodule)
+        extractor = self._resolve(data.name)
         if extractor is None:
             self._record_skip(pl_module)
             return
-        self.evaluator = Evaluator(self.settings, extractor, dataset, lambda split: split_images(datamodule, split),
-                                   device=pl_module.device)
+        self.evaluator = Evaluator(self.settings, extractor, data, device=pl_module.device)
 
     def _record_skip(self, pl_module) -> None:
         if self.skipped:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-from dgm_lab.data.base import to_uint8
 from dgm_lab.metrics.extractors import Extractor
 from dgm_lab.metrics.features import extract
 from dgm_lab.metrics.scores import fid_statistics
@@ -44,8 +43,8 @@ def reference_features(extractor: Extractor, net, dataset: str, split: str, num_
                        device) -> tuple[dict, dict]:
     """({layer: features, "fid_mu", "fid_sigma", "num_images"}, cache record), from the cache if present.
 
-    ``load_images()`` returns the split's first ``num_real`` float images in [0, 1]; it is only called
-    on a cache miss."""
+    ``load_images()`` returns the split's first ``num_real`` uint8 images (N, C, H, W) in grey levels
+    (``InMemoryImageData.reference_images``); it is only called on a cache miss."""
     key = reference_key(extractor, dataset, split, num_real)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
@@ -60,7 +59,7 @@ def reference_features(extractor: Extractor, net, dataset: str, split: str, num_
             pass
     started = time.time()
     images = load_images()[:num_real]
-    features = extract(net, to_uint8(images), batch_size, device, extractor.channels)
+    features = extract(net, images, batch_size, device, extractor.channels)
     stats = fid_statistics(features[extractor.layer("fid")])
     entry = {"key": key, "num_images": len(images), "features": features,
              "fid_mu": torch.from_numpy(stats["mu"]), "fid_sigma": torch.from_numpy(stats["sigma"])}

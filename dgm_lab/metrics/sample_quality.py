@@ -13,10 +13,10 @@ The training callback (``dgm_lab.callbacks.sample_quality``) and ``dgm-eval`` bo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import torch
 
+from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics.cas import classification_accuracy_score
 from dgm_lab.metrics.extractors import Extractor, missing_inception_message, resolve_extractor
@@ -36,23 +36,39 @@ def logged_names(scores: dict, split: str, suffix: str) -> dict:
     return out
 
 
+def image_data(datamodule) -> InMemoryImageData:
+    """``datamodule`` itself, once it is known to offer reference images (the data contract)."""
+    if not isinstance(datamodule, InMemoryImageData):
+        raise ConfigError(f"sample-quality metrics need real images to compare with, but the datamodule "
+                          f"{type(datamodule).__name__} does not implement dgm_lab.data.contract.InMemoryImageData "
+                          "(name, split_images, reference_images, set_batches_per_step); implement it or set metrics=none.")
+    return datamodule
+
+
 class SampleQuality:
     """Evaluations of one run: the extractor network is built once, the reference features are
-    kept per split; generated features live only inside one ``evaluate`` call."""
+    kept per split; generated features live only inside one ``evaluate`` call.
 
-    def __init__(self, settings: Settings, extractor: Extractor, dataset: str,
-                 load_images: Callable[[str], torch.Tensor], device="cpu"):
-        self.settings, self.extractor, self.dataset = settings, extractor, dataset
-        self.load_images, self.device = load_images, torch.device(device)
+    Args:
+        data: the datamodule; its ``reference_images`` (grey levels, never binarized) are the real images.
+    """
+
+    def __init__(self, settings: Settings, extractor: Extractor, data: InMemoryImageData, device="cpu"):
+        self.settings, self.extractor, self.data = settings, extractor, image_data(data)
+        self.device = torch.device(device)
         self.net = extractor.build(self.device)
         self._reference: dict[str, tuple[dict, dict]] = {}
+
+    @property
+    def dataset(self) -> str:
+        return self.data.name
 
     def reference(self, split: str) -> tuple[dict, dict]:
         if split not in self._reference:
             s = self.settings
             self._reference[split] = reference_features(
-                self.extractor, self.net, self.dataset, split, s.num_real, lambda: self.load_images(split),
-                s.cache_dir, s.batch_size, self.device)
+                self.extractor, self.net, self.dataset, split, s.num_real,
+                lambda: self.data.reference_images(split, limit=s.num_real)[0], s.cache_dir, s.batch_size, self.device)
         return self._reference[split]
 
     def evaluate(self, split: str, model=None, images: torch.Tensor | None = None, source: dict | None = None,
@@ -79,44 +95,24 @@ class SampleQuality:
         return logged_names(scores, split, self.extractor.suffix), record
 
 
-def grey_splits(datamodule) -> dict:
-    """The datamodule's splits ({split: .images (N, C, H, W) in [0, 1], .labels}) in grey levels: a
-    binarized datamodule is reloaded with ``binarize=none`` (samples are compared with real images,
-    not with their binarization)."""
-    if getattr(datamodule, "binarize", "none") != "none":
-        datamodule = type(datamodule)(binarize="none", data_dir=getattr(datamodule, "data_dir", None))
-    datamodule.setup()
-    return getattr(datamodule, "splits", None) or {}
-
-
-def split_images(datamodule, split: str) -> torch.Tensor:
-    """Float images (N, C, H, W) in [0, 1] of ``split``, grey levels (see ``grey_splits``)."""
-    splits = grey_splits(datamodule)
-    if split not in splits:
-        raise ConfigError(f"the dataset has no {split!r} image split to compare samples with.")
-    return splits[split].images
-
-
 def evaluate_for_cli(settings: Settings, datamodule, split: str, device="cpu", model=None,
                      images: torch.Tensor | None = None, source: dict | None = None) -> tuple[dict, dict]:
     """dgm-eval: ({name: score}, {"protocol": ..., "cas": ..., "skipped": ...}) for the samples of
     ``model`` or for uint8 ``images`` (N, C, H, W), against ``split`` of ``datamodule``."""
     scores, record = {}, {}
-    dataset = getattr(datamodule, "name", type(datamodule).__name__)
+    data = image_data(datamodule)
     if settings.feature_metrics:
-        extractor = resolve_extractor(settings, dataset)
+        extractor = resolve_extractor(settings, data.name)
         if extractor is None:
             record["skipped"] = missing_inception_message(settings)
         else:
-            evaluator = SampleQuality(settings, extractor, dataset, lambda s: split_images(datamodule, s), device)
+            evaluator = SampleQuality(settings, extractor, data, device)
             found, record["protocol"] = evaluator.evaluate(split, model=model, images=images, source=source)
             scores.update(found)
     if "cas" in settings.selected:
         if model is None:
             raise ConfigError("metrics=[cas] needs ckpt_path= of a class-conditional model, not images=.")
-        splits = grey_splits(datamodule)
         found, record["cas"] = classification_accuracy_score(
-            model, (splits["train"].images, splits["train"].labels), (splits[split].images, splits[split].labels),
-            num_samples=settings.cas_num_samples, epochs=settings.cas_epochs, seed=settings.seed, split=split)
+            model, data.reference_images("train"), data.reference_images(split), num_samples=settings.cas_num_samples, epochs=settings.cas_epochs, seed=settings.seed, split=split)
         scores.update(found)
     return scores, record
