@@ -203,7 +203,7 @@ def inception_settings(**extra):
 
 def test_inception_weights_from_config_path_are_loaded(inception_file):
     extractor = resolve_extractor(inception_settings(inception_weights=str(inception_file)), "mnist")
-    assert extractor.weights == str(inception_file) and extractor.suffix == "" and extractor.channels == 3
+    assert extractor.weights == str(inception_file) and extractor.key_name == "" and extractor.channels == 3
     assert extractor.weights_sha256 == file_sha256(inception_file)
     net = extractor.build("cpu")
     saved = torch.load(inception_file, weights_only=True)

@@ -18,6 +18,7 @@ from dgm_lab.data.base import to_uint8
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics.classifier import accuracy, fit
 from dgm_lab.metrics.lenet import LeNet, uint8_to_input
+from dgm_lab.metrics.specs import metric_key
 
 
 @torch.no_grad()
@@ -62,7 +63,7 @@ def classification_accuracy_score(model, real_train: tuple, real_test: tuple, nu
     cas = train_and_test(images, labels, *real_test, model.num_classes, epochs, seed)
     n_real = min(num_samples, len(real_train[0]))
     cas_real = train_and_test(real_train[0][:n_real], real_train[1][:n_real], *real_test, model.num_classes, epochs, seed)
-    scores = {f"{split}/cas": cas, f"{split}/cas_real": cas_real}
+    scores = {metric_key(split, "cas"): cas, metric_key(split, "cas_real"): cas_real}
     record = {"num_synthetic": num_samples, "num_real_train": n_real, "num_test": len(real_test[0]),
               "test_split": split, "classifier": "LeNet 20-50-128 from scratch (dgm_lab.metrics.lenet)",
               "epochs": epochs, "seed": seed, "labels": "class-balanced (i mod K), shuffled",

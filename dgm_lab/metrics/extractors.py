@@ -39,7 +39,7 @@ class Extractor:
     name: str
     weights: str
     weights_sha256: str
-    suffix: str  # appended to logged names: "_lenet" -> val/fid_lenet; "" for InceptionV3 -> val/fid
+    key_name: str  # its part of logged keys (specs.EXTRACTOR_SUFFIXES): "lenet" -> val/fid_lenet; "" for InceptionV3
     resize: str
     channels: int  # channels the network takes (grey is replicated for InceptionV3)
 
@@ -82,7 +82,7 @@ def resolve_extractor(settings: Settings, dataset: str) -> Extractor | None:
             "lenet-fashion-mnist" if dataset == "fashion_mnist" else "lenet-mnist")
         path = Path(settings.lenet_weights).expanduser().resolve() if settings.lenet_weights else lenet.LENETS[name]
         lenet.load_lenet(path)  # a missing or foreign file fails here, in one sentence
-        return Extractor(name, str(path), file_sha256(path), "_lenet", lenet.RESIZE, 1)
+        return Extractor(name, str(path), file_sha256(path), "lenet", lenet.RESIZE, 1)
     path = find_inception_weights(settings)
     if path is None:
         message = missing_inception_message(settings)

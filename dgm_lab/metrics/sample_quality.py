@@ -25,15 +25,12 @@ from dgm_lab.metrics.protocol import protocol
 from dgm_lab.metrics.reference_cache import reference_features
 from dgm_lab.metrics.scores import compute_scores
 from dgm_lab.metrics.settings import Settings
+from dgm_lab.metrics.specs import metric_key
 
 
-def logged_names(scores: dict, split: str, suffix: str) -> dict:
-    """{"fid": 3.1, "is_std": 0.1} -> {"val/fid_lenet": 3.1, "val/is_lenet_std": 0.1}."""
-    out = {}
-    for name, value in scores.items():
-        base, _, tail = name.partition("_")
-        out[f"{split}/{base}{suffix}" + (f"_{tail}" if tail else "")] = float(value)
-    return out
+def logged_scores(scores: dict[tuple[str, str], float], split: str, extractor: str) -> dict[str, float]:
+    """{("fid", ""): 3.1, ("is", "std"): 0.1} -> {"val/fid_lenet": 3.1, "val/is_lenet_std": 0.1}."""
+    return {metric_key(split, name, extractor, statistic): float(value) for (name, statistic), value in scores.items()}
 
 
 def image_data(datamodule) -> InMemoryImageData:
@@ -92,7 +89,7 @@ class SampleQuality:
         record = protocol(metrics, self.extractor, self.settings, self.dataset, split, num_generated,
                           reference["num_images"] if reference else None, source, cache, details)
         record["wall_time_s"] = round(time.time() - started, 2)
-        return logged_names(scores, split, self.extractor.suffix), record
+        return logged_scores(scores, split, self.extractor.key_name), record
 
 
 def evaluate_for_cli(settings: Settings, datamodule, split: str, device="cpu", model=None,
