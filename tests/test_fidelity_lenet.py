@@ -95,6 +95,17 @@ def test_lenet_is_a_torch_fidelity_extractor_with_an_asserted_input_convention()
     assert net(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))[0].shape == (2, lenet.FEATURE_DIM)  # resized
 
 
+def test_lenet_is_chosen_by_dataset_and_an_unregistered_dataset_gets_one_sentence():
+    assert resolve_extractor(Settings(), "fashion_mnist").name == "lenet-fashion-mnist"
+    assert {resolve_extractor(Settings(), data).name for data in ("mnist", "mnist_5k", "digits")} == {"lenet-mnist"}
+    with pytest.raises(ConfigError) as error:
+        resolve_extractor(Settings(), "ring8")
+    message = str(error.value)
+    assert "'ring8'" in message and "metrics.feature_extractor=lenet-mnist|lenet-fashion-mnist|inception-v3-compat." in message
+    assert "\n" not in message and message.count(". ") == 0
+    assert resolve_extractor(Settings(feature_extractor="lenet-mnist"), "ring8").name == "lenet-mnist"  # the user's choice
+
+
 # -- the pipeline against torch-fidelity itself -------------------------------------------------
 class Images(torch.utils.data.Dataset):
     def __init__(self, images):

@@ -19,7 +19,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
-from dgm_lab.errors import DataError
+from dgm_lab.errors import ConfigError, DataError
 from dgm_lab.metrics import lenet
 from dgm_lab.metrics.settings import FEATURE_METRICS, INCEPTION, Settings
 
@@ -30,6 +30,10 @@ INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # pytorch-fid's name fo
 INCEPTION_FILES = (INCEPTION_FILE, Path(URL_INCEPTION_V3).name)  # both load into torch-fidelity's net
 PYTORCH_FID_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_FILE}"
 INCEPTION_RESIZE = "torch-fidelity's TF1-compatible bilinear resize to 299x299; grey replicated to RGB"
+# The shipped LeNet that metrics.feature_extractor=lenet picks, by dataset name (InMemoryImageData.name).
+# Other datasets must name their extractor: a LeNet of other images would score them without a warning.
+LENET_BY_DATASET = {"mnist": "lenet-mnist", "mnist_5k": "lenet-mnist", "digits": "lenet-mnist",
+                    "fashion_mnist": "lenet-fashion-mnist"}
 
 
 @dataclass(frozen=True)
@@ -73,13 +77,22 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
+def lenet_for(dataset: str) -> str:
+    """The registry name of the shipped LeNet for ``dataset`` (``LENET_BY_DATASET``)."""
+    if dataset not in LENET_BY_DATASET:
+        raise ConfigError(f"metrics.feature_extractor=lenet has no LeNet registered for the dataset {dataset!r} "
+                          f"(only {', '.join(LENET_BY_DATASET)}); set metrics.feature_extractor="
+                          f"{'|'.join(lenet.LENETS)}|{INCEPTION}.")
+    return LENET_BY_DATASET[dataset]
+
+
 def resolve_extractor(settings: Settings, dataset: str) -> Extractor | None:
     """The extractor for ``settings`` on ``dataset``; None when Inception weights are missing and
-    ``on_missing_weights=skip`` (a warning is logged). Raises DataError otherwise, before any training."""
+    ``on_missing_weights=skip`` (a warning is logged). Raises DataError (weights) or ConfigError (a
+    dataset with no registered LeNet) otherwise, before any training."""
     chosen = settings.feature_extractor
     if chosen != INCEPTION:
-        name = chosen if chosen in lenet.LENETS else (
-            "lenet-fashion-mnist" if dataset == "fashion_mnist" else "lenet-mnist")
+        name = chosen if chosen in lenet.LENETS else lenet_for(dataset)
         path = Path(settings.lenet_weights).expanduser().resolve() if settings.lenet_weights else lenet.LENETS[name]
         lenet.load_lenet(path)  # a missing or foreign file fails here, in one sentence
         return Extractor(name, str(path), file_sha256(path), "lenet", lenet.RESIZE, 1)
