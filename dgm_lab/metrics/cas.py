@@ -55,7 +55,7 @@ def classification_accuracy_score(model, real_train: tuple, real_test: tuple, nu
             (capped at N).
         real_test: (uint8 images, labels) of the real split both classifiers are tested on.
     """
-    if not getattr(model, "conditional", False):
+    if not model.conditional:
         raise ConfigError("metrics=[cas] needs a class-conditional model (one that samples given labels); "
                           "this model is unconditional.")
     started = time.time()

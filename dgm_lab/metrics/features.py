@@ -53,7 +53,7 @@ def generated_features(model, net, extractor: Extractor, settings: Settings, dev
                 continue
             generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + index)
             labels = None
-            if getattr(model, "conditional", False):
+            if model.conditional:
                 labels = (torch.arange(start, start + size) % model.num_classes).to(model.device)
             images = model.sample(size, generator=generator, labels=labels)
             local[index] = extract(net, to_uint8(images), settings.batch_size, device, extractor.channels)

@@ -80,7 +80,7 @@ class SampleQuality:
         else:
             generated = generated_features(model, self.net, self.extractor, self.settings, self.device, rank, world_size)
             source = {"source": "model.sample", "seed": self.settings.seed, "chunk_size": self.settings.batch_size,
-                      "class_balanced_labels": bool(getattr(model, "conditional", False)), "world_size": world_size}
+                      "class_balanced_labels": bool(model.conditional), "world_size": world_size}
         num_generated = len(next(iter(generated.values())))
         needs_reference = any(m in metrics for m in ("fid", "kid", "prc"))
         reference, cache = self.reference(split) if needs_reference else (None, None)
