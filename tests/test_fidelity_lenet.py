@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
+from dgm_lab.callbacks.sample_quality import SampleQuality as SampleQualityCallback
 from dgm_lab.data import FashionMNISTDataModule, MNIST5kDataModule, MNISTDataModule
 from dgm_lab.data.base import to_uint8
 from dgm_lab.errors import ConfigError, DataError
@@ -24,6 +26,7 @@ from dgm_lab.metrics.extractors import INCEPTION_FILE, file_sha256, resolve_extr
 from dgm_lab.metrics.features import extract
 from dgm_lab.metrics.sample_quality import SampleQuality
 from dgm_lab.metrics.settings import INCEPTION, Settings
+from dgm_lab.run import ReportsDiagnostics
 
 ALL = {"fid": True, "is": True, "kid": True, "prc": True}
 
@@ -192,6 +195,21 @@ def test_reference_images_come_through_the_data_contract_in_grey_levels(digits, 
     with pytest.raises(ConfigError, match="does not implement dgm_lab.data.contract.InMemoryImageData") as error:
         SampleQuality(Settings.from_config({"compute": ALL}), resolve_extractor(Settings(), "mnist"), object())
     assert "\n" not in str(error.value) and str(error.value).count(". ") == 0
+
+
+def test_the_callback_keeps_its_records_and_never_writes_into_the_model(digits, tmp_path):
+    callback = SampleQualityCallback({"compute": {"fid": True}, "num_samples": 200, "num_real": 100,
+                                      "cache_dir": str(tmp_path)})
+    model, logged = Replay(digits.splits["train"].images, digits.splits["train"].labels), {}
+    model.diagnostics = {}
+    model.log = lambda name, value, **kwargs: logged.update({name: value})
+    trainer = SimpleNamespace(datamodule=digits, global_rank=0, world_size=1, current_epoch=0, global_step=5,
+                              is_global_zero=True, loggers=[])
+    callback.setup(trainer, model, "fit")
+    scores = callback.evaluate(trainer, model, "val", on_step=False)
+    assert model.diagnostics == {} and isinstance(callback, ReportsDiagnostics)  # the run collects it from here
+    assert callback.diagnostics["sample_quality"]["val"]["scores"] == scores == logged
+    assert callback.diagnostics["sample_quality"]["history"] == [{"split": "val", "epoch": 0, "global_step": 5, **scores}]
 
 
 # -- InceptionV3 weights -----------------------------------------------------------------------
