@@ -1,11 +1,13 @@
 """One sample-quality evaluation, from a model or saved images to logged scores and their protocol.
 
-resolve the feature extractor (``dgm_lab.metrics.extractors``: fails before training when weights
-are missing) -> reference features of the first ``num_real`` images of a split
+Resolve the feature extractor (``dgm_lab.metrics.extractors``: fails before training when weights
+are missing) -> reference features of the first ``num_real`` images of a split, read through the
+data contract (``InMemoryImageData.reference_images``: grey levels, never binarized) and cached
 (``dgm_lab.metrics.reference_cache``) -> features of exactly ``num_samples`` generated images
 (``dgm_lab.metrics.features``: sharded over DDP ranks by fixed chunks, gathered, so every rank
 holds the same set as a single process would) -> torch-fidelity's own metric functions on every
-rank (``dgm_lab.metrics.scores``) -> the protocol beside the scores (``dgm_lab.metrics.protocol``).
+rank (``dgm_lab.metrics.scores``) -> keys from the metric-spec table (``dgm_lab.metrics.specs``) and
+the protocol beside the scores (``dgm_lab.metrics.protocol``).
 The training callback (``dgm_lab.callbacks.sample_quality``) and ``dgm-eval`` both go through
 ``SampleQuality``; ``evaluate_for_cli`` adds CAS for dgm-eval.
 """
