@@ -112,6 +112,7 @@ def evaluate_for_cli(settings: Settings, datamodule, split: str, device="cpu", m
         if model is None:
             raise ConfigError("metrics=[cas] needs ckpt_path= of a class-conditional model, not images=.")
         found, record["cas"] = classification_accuracy_score(
-            model, data.reference_images("train"), data.reference_images(split), num_samples=settings.cas_num_samples, epochs=settings.cas_epochs, seed=settings.seed, split=split)
+            model, data.reference_images("train"), data.reference_images(split), num_samples=settings.cas_num_samples,
+            epochs=settings.cas_epochs, seed=settings.seed, split=split)
         scores.update(found)
     return scores, record
