@@ -21,7 +21,9 @@ from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
 from dgm_lab.cli import reports_user_errors
 from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.errors import ConfigError
-from dgm_lab.metrics import fidelity
+from dgm_lab.metrics.image_files import load_image_files
+from dgm_lab.metrics.sample_quality import evaluate_for_cli
+from dgm_lab.metrics.settings import Settings
 from dgm_lab.run_folder import EVAL_RECORD, RunFolder, scalar_metrics
 
 
@@ -30,7 +32,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.split not in ("val", "test"):
         raise ConfigError(f"split must be val or test, got {cfg.split!r}.")
     started = time.time()
-    settings = fidelity.Settings.from_config(OmegaConf.to_container(cfg.metrics, resolve=True) if cfg.get("metrics") else None)
+    settings = Settings.from_config(OmegaConf.to_container(cfg.metrics, resolve=True) if cfg.get("metrics") else None)
     if cfg.get("images"):
         return _evaluate_images(cfg, settings, started)
     if not cfg.get("ckpt_path"):
@@ -51,8 +53,8 @@ def evaluate(cfg: DictConfig) -> dict:
         "diagnostics": getattr(model, "diagnostics", {}),
     }
     if settings.selected:  # sample quality of the checkpoint's samples, with its protocol
-        scores, record["sample_quality"] = fidelity.evaluate_for_cli(settings, datamodule, cfg.split,
-                                                                     device=model.device, model=model)
+        scores, record["sample_quality"] = evaluate_for_cli(settings, datamodule, cfg.split,
+                                                            device=model.device, model=model)
         record["metrics"].update(scores)
     record["wall_time_s"] = round(time.time() - started, 2)
     return _write(record, Path(cfg.output) if cfg.output else RunFolder(run_folder).eval_record)
@@ -63,10 +65,10 @@ def _evaluate_images(cfg: DictConfig, settings, started: float) -> dict:
     if not settings.feature_metrics or cfg.get("data") is None:
         raise ConfigError("images= needs a reference dataset and metrics: add data=<mnist|fashion_mnist|...> "
                           "metrics=[fid,is,kid,prc].")
-    images = fidelity.load_image_files(cfg.images)
+    images = load_image_files(cfg.images)
     datamodule = builders.build_datamodule(cfg)
-    scores, quality = fidelity.evaluate_for_cli(settings, datamodule, cfg.split, images=images,
-                                                source={"source": str(Path(cfg.images).resolve())})
+    scores, quality = evaluate_for_cli(settings, datamodule, cfg.split, images=images,
+                                       source={"source": str(Path(cfg.images).resolve())})
     record = {"images": str(Path(cfg.images).resolve()), "split": cfg.split, "seed": cfg.seed,
               "metrics": scores, "sample_quality": quality, "wall_time_s": round(time.time() - started, 2)}
     path = Path(cfg.images).resolve()

@@ -13,9 +13,12 @@ from PIL import Image
 
 from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.data import DigitsDataModule
+from dgm_lab.data.base import to_uint8
 from dgm_lab.errors import ConfigError
 from dgm_lab.eval import evaluate
-from dgm_lab.metrics import fidelity
+from dgm_lab.metrics import lenet
+from dgm_lab.metrics.extractors import INCEPTION_FILE, file_sha256
+from dgm_lab.metrics.image_files import load_image_files
 from tests.conftest import run_cli, train_run
 
 SETTINGS = ["metrics.num_samples=250", "metrics.batch_size=100", "metrics.kid_subsets=10"]
@@ -38,7 +41,7 @@ def test_training_logs_scores_with_protocol_and_dgm_eval_reproduces_them(tmp_pat
     assert protocol["num_generated"] == 250 and protocol["num_real"] == 180  # digits' val split has 180
     assert protocol["reference"] == {**protocol["reference"], "dataset": "digits", "split": "val"}
     assert protocol["feature_extractor"] == "lenet-mnist" and protocol["generated"]["seed"] == 0
-    assert protocol["weights_sha256"] == fidelity.file_sha256(fidelity.lenet.LENETS["lenet-mnist"])
+    assert protocol["weights_sha256"] == file_sha256(lenet.LENETS["lenet-mnist"])
     assert protocol["versions"]["torch_fidelity"] and protocol["resize"].startswith("none for 28x28")
     assert [h["epoch"] for h in quality["history"] if h["split"] == "val"] == [0, 1]
     assert "val/fid_lenet" in (run / "metrics.csv").read_text().splitlines()[0]
@@ -81,14 +84,14 @@ def test_missing_inception_weights_stop_before_training_or_are_skipped(tmp_path)
     result = run_cli("dgm-train", *args, f"hydra.run.dir={run}", env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(lines) == 1 and fidelity.INCEPTION_FILE in lines[0] and "metrics.inception_weights" in lines[0]
+    assert len(lines) == 1 and INCEPTION_FILE in lines[0] and "metrics.inception_weights" in lines[0]
     assert not (run / "checkpoints").exists()
 
     skipped = tmp_path / "skipped"
     result = run_cli("dgm-train", *args, "metrics.on_missing_weights=skip", f"hydra.run.dir={skipped}", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((skipped / "summary.json").read_text())
-    assert fidelity.INCEPTION_FILE in summary["diagnostics"]["sample_quality"]["skipped"]
+    assert INCEPTION_FILE in summary["diagnostics"]["sample_quality"]["skipped"]
     assert "skipping" in (skipped / "train.log").read_text()
     assert not any(key.startswith("val/fid") for key in summary["metrics"])
 
@@ -96,13 +99,13 @@ def test_missing_inception_weights_stop_before_training_or_are_skipped(tmp_path)
 def test_dgm_eval_scores_saved_images_and_folders_read_like_npz(tmp_path, cache):
     datamodule = DigitsDataModule(binarize="none")
     datamodule.setup()
-    images = fidelity.to_uint8(datamodule.splits["train"].images[:300]).permute(0, 2, 3, 1).numpy()
+    images = to_uint8(datamodule.splits["train"].images[:300]).permute(0, 2, 3, 1).numpy()
     np.savez(tmp_path / "samples.npz", images=images)
     folder = tmp_path / "pngs"
     folder.mkdir()
     for i, image in enumerate(images):
         Image.fromarray(image[..., 0]).save(folder / f"{i:04d}.png")
-    assert torch.equal(fidelity.load_image_files(folder), fidelity.load_image_files(tmp_path / "samples.npz"))
+    assert torch.equal(load_image_files(folder), load_image_files(tmp_path / "samples.npz"))
 
     result = run_cli("dgm-eval", f"images={tmp_path / 'samples.npz'}", "data=digits", "metrics=[fid,prc]", cache)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,11 +15,18 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
+from dgm_lab.callbacks.sample_quality import SampleQuality as SampleQualityCallback
 from dgm_lab.data import FashionMNISTDataModule, MNIST5kDataModule, MNISTDataModule
+from dgm_lab.data.base import to_uint8
 from dgm_lab.errors import ConfigError, DataError
-from dgm_lab.metrics import fidelity, lenet
+from dgm_lab.metrics import lenet
 from dgm_lab.metrics.cas import classification_accuracy_score, labelled_samples, train_and_test
-from dgm_lab.metrics.train_lenet import accuracy
+from dgm_lab.metrics.classifier import accuracy
+from dgm_lab.metrics.extractors import INCEPTION_FILE, file_sha256, resolve_extractor
+from dgm_lab.metrics.features import extract
+from dgm_lab.metrics.sample_quality import SampleQuality
+from dgm_lab.metrics.settings import INCEPTION, Settings
+from dgm_lab.run import ReportsDiagnostics
 
 ALL = {"fid": True, "is": True, "kid": True, "prc": True}
 
@@ -31,12 +39,11 @@ def digits():
     return datamodule
 
 
-def evaluator(datamodule, tmp_path, **settings) -> fidelity.SampleQuality:
-    settings = fidelity.Settings.from_config({"compute": ALL, "num_samples": 500, "num_real": 500, "kid_subsets": 20,
-                                              "cache_dir": str(tmp_path / "cache"), **settings})
-    extractor = fidelity.resolve_extractor(settings, datamodule.name)
-    return fidelity.SampleQuality(settings, extractor, datamodule.name,
-                                  lambda split: fidelity.split_images(datamodule, split))
+def evaluator(datamodule, tmp_path, **settings) -> SampleQuality:
+    settings = Settings.from_config({"compute": ALL, "num_samples": 500, "num_real": 500, "kid_subsets": 20,
+                                     "cache_dir": str(tmp_path / "cache"), **settings})
+    extractor = resolve_extractor(settings, datamodule.name)
+    return SampleQuality(settings, extractor, datamodule)
 
 
 class Replay(torch.nn.Module):
@@ -69,7 +76,7 @@ def test_shipped_lenet_is_small_recorded_and_accurate(data, datamodule_class, ta
     path = lenet.WEIGHTS_DIR / f"lenet_{data}.pt"
     record = json.loads((lenet.WEIGHTS_DIR / "ACCURACY.json").read_text())[data]
     assert path.stat().st_size < 600_000
-    assert record["test_accuracy"] >= target and record["sha256"] == fidelity.file_sha256(path)
+    assert record["test_accuracy"] >= target and record["sha256"] == file_sha256(path)
     assert record["date"] and "train_lenet" in record["command"]
     if not os.environ.get("DGM_DATA_DIR"):
         pytest.skip("DGM_DATA_DIR not set: the recorded accuracy is not re-measured")
@@ -91,6 +98,17 @@ def test_lenet_is_a_torch_fidelity_extractor_with_an_asserted_input_convention()
     assert net(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))[0].shape == (2, lenet.FEATURE_DIM)  # resized
 
 
+def test_lenet_is_chosen_by_dataset_and_an_unregistered_dataset_gets_one_sentence():
+    assert resolve_extractor(Settings(), "fashion_mnist").name == "lenet-fashion-mnist"
+    assert {resolve_extractor(Settings(), data).name for data in ("mnist", "mnist_5k", "digits")} == {"lenet-mnist"}
+    with pytest.raises(ConfigError) as error:
+        resolve_extractor(Settings(), "ring8")
+    message = str(error.value)
+    assert "'ring8'" in message and "metrics.feature_extractor=lenet-mnist|lenet-fashion-mnist|inception-v3-compat." in message
+    assert "\n" not in message and message.count(". ") == 0
+    assert resolve_extractor(Settings(feature_extractor="lenet-mnist"), "ring8").name == "lenet-mnist"  # the user's choice
+
+
 # -- the pipeline against torch-fidelity itself -------------------------------------------------
 class Images(torch.utils.data.Dataset):
     def __init__(self, images):
@@ -104,8 +122,8 @@ class Images(torch.utils.data.Dataset):
 
 
 def test_scores_equal_torch_fidelity_called_directly(digits, tmp_path):
-    generated = fidelity.to_uint8(digits.splits["val"].images)
-    real = fidelity.to_uint8(digits.splits["test"].images)
+    generated = to_uint8(digits.splits["val"].images)
+    real = to_uint8(digits.splits["test"].images)
     scores, record = evaluator(digits, tmp_path).evaluate("test", images=generated)
     direct = torch_fidelity.calculate_metrics(
         input1=Images(generated), input2=Images(real), fid=True, isc=True, kid=True, prc=True,
@@ -123,11 +141,11 @@ def test_scores_equal_torch_fidelity_called_directly(digits, tmp_path):
 def test_real_split_against_itself_scores_zero_and_one_class_has_low_recall(digits, tmp_path):
     quality = evaluator(digits, tmp_path)
     test = digits.splits["test"]
-    scores, record = quality.evaluate("test", images=fidelity.to_uint8(test.images))
+    scores, record = quality.evaluate("test", images=to_uint8(test.images))
     assert 0.0 <= scores["test/fid_lenet"] < 1e-6 and abs(record["fid_raw"]) < 1e-6
     assert scores["test/precision_lenet"] == scores["test/recall_lenet"] == 1.0
     zeros = digits.splits["train"].images[digits.splits["train"].labels == 0][:300]
-    scores, _ = quality.evaluate("test", images=fidelity.to_uint8(zeros))
+    scores, _ = quality.evaluate("test", images=to_uint8(zeros))
     assert scores["test/precision_lenet"] > 0.8 and scores["test/recall_lenet"] < 0.25
     assert scores["test/is_lenet"] < 1.5 and scores["test/fid_lenet"] > 50
 
@@ -158,7 +176,40 @@ def test_every_evaluation_draws_the_same_samples_and_keeps_nothing(digits, tmp_p
     first, record = quality.evaluate("val", model=model)
     second, _ = quality.evaluate("val", model=model)
     assert first == second and record["num_generated"] == 300 and record["generated"]["seed"] == 0
-    assert set(vars(quality)) == {"settings", "extractor", "dataset", "load_images", "device", "net", "_reference"}
+    assert set(vars(quality)) == {"settings", "extractor", "data", "device", "net", "_reference"}
+
+
+class TaggedDigits(MNIST5kDataModule):
+    """A datamodule with a constructor argument of its own: rebuilding it from binarize= and
+    data_dir= alone, as the metrics once did, would fail."""
+
+    def __init__(self, tag: str, **kwargs):
+        super().__init__(**kwargs)
+        self.tag = tag
+
+
+def test_reference_images_come_through_the_data_contract_in_grey_levels(digits, tmp_path):
+    binarized, _ = evaluator(TaggedDigits("mine", binarize="static"), tmp_path / "a").reference("test")
+    grey, _ = evaluator(digits, tmp_path / "b").reference("test")
+    assert torch.equal(binarized["features"]["features"], grey["features"]["features"])
+    with pytest.raises(ConfigError, match="does not implement dgm_lab.data.contract.InMemoryImageData") as error:
+        SampleQuality(Settings.from_config({"compute": ALL}), resolve_extractor(Settings(), "mnist"), object())
+    assert "\n" not in str(error.value) and str(error.value).count(". ") == 0
+
+
+def test_the_callback_keeps_its_records_and_never_writes_into_the_model(digits, tmp_path):
+    callback = SampleQualityCallback({"compute": {"fid": True}, "num_samples": 200, "num_real": 100,
+                                      "cache_dir": str(tmp_path)})
+    model, logged = Replay(digits.splits["train"].images, digits.splits["train"].labels), {}
+    model.diagnostics = {}
+    model.log = lambda name, value, **kwargs: logged.update({name: value})
+    trainer = SimpleNamespace(datamodule=digits, global_rank=0, world_size=1, current_epoch=0, global_step=5,
+                              is_global_zero=True, loggers=[])
+    callback.setup(trainer, model, "fit")
+    scores = callback.evaluate(trainer, model, "val", on_step=False)
+    assert model.diagnostics == {} and isinstance(callback, ReportsDiagnostics)  # the run collects it from here
+    assert callback.diagnostics["sample_quality"]["val"]["scores"] == scores == logged
+    assert callback.diagnostics["sample_quality"]["history"] == [{"split": "val", "epoch": 0, "global_step": 5, **scores}]
 
 
 # -- InceptionV3 weights -----------------------------------------------------------------------
@@ -169,68 +220,68 @@ def inception_file(tmp_path_factory):
         patch.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {})
         patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
         net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    path = tmp_path_factory.mktemp("weights") / fidelity.INCEPTION_FILE
+    path = tmp_path_factory.mktemp("weights") / INCEPTION_FILE
     torch.save(torch.nn.Module.state_dict(net), path)
     return path
 
 
 def inception_settings(**extra):
-    return fidelity.Settings.from_config({"compute": {"fid": True, "is": True}, "feature_extractor": fidelity.INCEPTION,
+    return Settings.from_config({"compute": {"fid": True, "is": True}, "feature_extractor": INCEPTION,
                                           "download": False, **extra})
 
 
 def test_inception_weights_from_config_path_are_loaded(inception_file):
-    extractor = fidelity.resolve_extractor(inception_settings(inception_weights=str(inception_file)), "mnist")
-    assert extractor.weights == str(inception_file) and extractor.suffix == "" and extractor.channels == 3
-    assert extractor.weights_sha256 == fidelity.file_sha256(inception_file)
+    extractor = resolve_extractor(inception_settings(inception_weights=str(inception_file)), "mnist")
+    assert extractor.weights == str(inception_file) and extractor.key_name == "" and extractor.channels == 3
+    assert extractor.weights_sha256 == file_sha256(inception_file)
     net = extractor.build("cpu")
     saved = torch.load(inception_file, weights_only=True)
     assert torch.equal(net.fc.weight, saved["fc.weight"]) and torch.equal(net.Mixed_7c.branch_pool.conv.weight,
                                                                           saved["Mixed_7c.branch_pool.conv.weight"])
-    features = fidelity.extract(net, torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 2, "cpu", extractor.channels)
+    features = extract(net, torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 2, "cpu", extractor.channels)
     assert features["2048"].shape == (2, 2048) and features["logits_unbiased"].shape == (2, 1008)
 
 
 def test_inception_weights_from_torch_hub_cache(inception_file, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "hub" / "checkpoints" / fidelity.INCEPTION_FILE).symlink_to(inception_file)
-    extractor = fidelity.resolve_extractor(inception_settings(), "mnist")
-    assert extractor.weights == str(tmp_path / "hub" / "checkpoints" / fidelity.INCEPTION_FILE)
+    (tmp_path / "hub" / "checkpoints" / INCEPTION_FILE).symlink_to(inception_file)
+    extractor = resolve_extractor(inception_settings(), "mnist")
+    assert extractor.weights == str(tmp_path / "hub" / "checkpoints" / INCEPTION_FILE)
 
 
 def test_missing_inception_weights_fail_in_one_sentence_or_skip(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(DataError) as error:
-        fidelity.resolve_extractor(inception_settings(), "mnist")
+        resolve_extractor(inception_settings(), "mnist")
     message = str(error.value)
-    assert fidelity.INCEPTION_FILE in message and str(tmp_path / "hub" / "checkpoints") in message
+    assert INCEPTION_FILE in message and str(tmp_path / "hub" / "checkpoints") in message
     assert "metrics.inception_weights=" in message and "\n" not in message and message.count(". ") == 0
     assert message.endswith(".")
     with pytest.raises(DataError, match="does not exist"):
-        fidelity.resolve_extractor(inception_settings(inception_weights=str(tmp_path / "nope.pth")), "mnist")
+        resolve_extractor(inception_settings(inception_weights=str(tmp_path / "nope.pth")), "mnist")
     caplog.set_level(logging.WARNING, logger="dgm_lab")
-    assert fidelity.resolve_extractor(inception_settings(on_missing_weights="skip"), "mnist") is None
-    assert fidelity.INCEPTION_FILE in caplog.text
+    assert resolve_extractor(inception_settings(on_missing_weights="skip"), "mnist") is None
+    assert INCEPTION_FILE in caplog.text
     foreign = tmp_path / "foreign.pth"
     torch.save({"weight": torch.zeros(3)}, foreign)
     with pytest.raises(DataError, match="is not the InceptionV3"):
-        fidelity.resolve_extractor(inception_settings(inception_weights=str(foreign)), "mnist")
+        resolve_extractor(inception_settings(inception_weights=str(foreign)), "mnist")
 
 
 def test_settings_reject_unknown_names():
     with pytest.raises(ConfigError, match="unknown metric"):
-        fidelity.Settings.from_config({"compute": {"fld": True}})
+        Settings.from_config({"compute": {"fld": True}})
     with pytest.raises(ConfigError, match="on_missing_weights"):
-        fidelity.Settings.from_config({"on_missing_weights": "ignore"})
+        Settings.from_config({"on_missing_weights": "ignore"})
 
 
 # -- classification accuracy score -------------------------------------------------------------
 def test_cas_of_a_perfect_and_a_mislabelling_generator(digits):
     """A generator that returns real digits of the asked class scores like real data; one that
     returns the next class for every label scores below chance."""
-    train, test = digits.splits["train"], digits.splits["test"]
-    real, held_out = (train.images, train.labels), (test.images, test.labels)
+    train = digits.splits["train"]
+    real, held_out = digits.reference_images("train"), digits.reference_images("test")
     perfect = Replay(train.images, train.labels, conditional=True)
     scores, record = classification_accuracy_score(perfect, real, held_out, num_samples=400, epochs=3)
     assert scores["test/cas_real"] > 0.6 and abs(scores["test/cas"] - scores["test/cas_real"]) < 0.1, scores

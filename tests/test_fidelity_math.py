@@ -1,4 +1,4 @@
-"""FID, IS, KID and precision/recall as computed by dgm_lab.metrics.fidelity (through
+"""FID, IS, KID and precision/recall as computed by dgm_lab.metrics.scores (through
 torch-fidelity), checked against independent numpy/scipy computations on cases with known answers."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from sklearn.metrics.pairwise import polynomial_kernel
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 
-from dgm_lab.metrics.fidelity import Settings, compute_scores, fid_statistics
+from dgm_lab.metrics.scores import compute_scores, fid_statistics
+from dgm_lab.metrics.settings import Settings
 
 
 class FakeExtractor:
@@ -23,7 +24,8 @@ class FakeExtractor:
 
 
 def scores(metrics, generated, real=None, **settings):
-    """compute_scores on float64 feature arrays, with the reference statistics built as the cache builds them."""
+    """compute_scores on float64 feature arrays, with the reference statistics built as the cache builds them;
+    the scores as {name: value} (the spreads, statistic "std", are left out)."""
     generated = {"features": torch.as_tensor(generated), "logits": torch.as_tensor(generated)}
     reference = None
     if real is not None:
@@ -31,7 +33,8 @@ def scores(metrics, generated, real=None, **settings):
         stats = fid_statistics(real)  # as the reference cache stores them
         reference = {"features": {"features": real}, "fid_mu": torch.from_numpy(stats["mu"]),
                      "fid_sigma": torch.from_numpy(stats["sigma"])}
-    return compute_scores(metrics, generated, reference, FakeExtractor(), Settings(**settings))
+    found, details = compute_scores(metrics, generated, reference, FakeExtractor(), Settings(**settings))
+    return {name: value for (name, statistic), value in found.items() if not statistic}, details
 
 
 def fid_closed_form(mu1, sigma1, mu2, sigma2) -> float:

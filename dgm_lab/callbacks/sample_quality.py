@@ -13,7 +13,10 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 
 from dgm_lab.errors import ConfigError
-from dgm_lab.metrics import fidelity
+from dgm_lab.metrics.extractors import Extractor, missing_inception_message, resolve_extractor
+from dgm_lab.metrics.sample_quality import SampleQuality as Evaluator
+from dgm_lab.metrics.sample_quality import image_data
+from dgm_lab.metrics.settings import INCEPTION, Settings
 
 log = logging.getLogger("dgm_lab")
 
@@ -23,9 +26,10 @@ class SampleQuality(pl.Callback):
 
     When: after every ``every_n_epochs``-th validation epoch and/or every ``every_n_steps``
     optimizer steps (against ``metrics.reference_split``), and after ``trainer.test`` against the
-    test split (``on_test``). Logs ``{split}/fid_lenet`` etc. (no suffix for InceptionV3), writes
-    the latest scores and their protocol to ``pl_module.diagnostics["sample_quality"]`` (copied into
-    summary.json) and the protocol to the W&B config. Under DDP every rank draws its share of
+    test split (``on_test``). Logs ``{split}/fid_lenet`` etc. (no suffix for InceptionV3), keeps
+    the latest scores and their protocol in its own ``diagnostics["sample_quality"]`` (the run copies
+    every callback's ``diagnostics`` into summary.json; the model is never written into) and
+    writes the protocol to the W&B config. Under DDP every rank draws its share of
     exactly N samples, features are gathered, and every rank computes the same scores.
 
     Args:
@@ -34,40 +38,38 @@ class SampleQuality(pl.Callback):
     """
 
     def __init__(self, settings: dict | None = None):
-        self.settings = fidelity.Settings.from_config(settings)
+        self.settings = Settings.from_config(settings)
         if "cas" in self.settings.selected:
             raise ConfigError("metrics=[cas] is computed by dgm-eval on a trained class-conditional model, not during training.")
         self.active = bool(self.settings.feature_metrics)
-        self.evaluator: fidelity.SampleQuality | None = None
+        self.evaluator: Evaluator | None = None
         self.skipped: str | None = None
-        if self.active and self.settings.feature_extractor == fidelity.INCEPTION:
+        self.diagnostics: dict = {}  # {"sample_quality": {split: latest entry, "history": [...], "skipped": ...}}
+        if self.active and self.settings.feature_extractor == INCEPTION:
             self._resolve(dataset="")  # weights do not depend on the data: fail before anything is built
 
-    def _resolve(self, dataset: str) -> fidelity.Extractor | None:
-        extractor = fidelity.resolve_extractor(self.settings, dataset)
+    def _resolve(self, dataset: str) -> Extractor | None:
+        extractor = resolve_extractor(self.settings, dataset)
         if extractor is None:
             self.active = False
-            self.skipped = fidelity.missing_inception_message(self.settings)
+            self.skipped = missing_inception_message(self.settings)
         return extractor
 
     # -- set up before training: weights are checked here at the latest -------------------------
     def setup(self, trainer, pl_module, stage: str) -> None:
         if not self.active or self.evaluator is not None:
-            self._record_skip(pl_module)
+            self._record_skip()
             return
-        datamodule = trainer.datamodule
-        dataset = getattr(datamodule, "name", type(datamodule).__name__)
-        extractor = self._resolve(dataset)
+        data = image_data(trainer.datamodule)
+        extractor = self._resolve(data.name)
         if extractor is None:
-            self._record_skip(pl_module)
+            self._record_skip()
             return
-        self.evaluator = fidelity.SampleQuality(self.settings, extractor, dataset,
-                                                lambda split: fidelity.split_images(datamodule, split),
-                                                device=pl_module.device)
+        self.evaluator = Evaluator(self.settings, extractor, data, device=pl_module.device)
 
-    def _record_skip(self, pl_module) -> None:
+    def _record_skip(self) -> None:
         if self.skipped:
-            pl_module.diagnostics.setdefault("sample_quality", {})["skipped"] = self.skipped
+            self.diagnostics.setdefault("sample_quality", {})["skipped"] = self.skipped
 
     # -- when to evaluate ---------------------------------------------------------------------
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -95,7 +97,7 @@ class SampleQuality(pl.Callback):
             pl_module.log(name, value, on_step=on_step, on_epoch=not on_step, sync_dist=False)
         entry = {"scores": scores, "protocol": record, "epoch": trainer.current_epoch,
                  "global_step": trainer.global_step}
-        quality = pl_module.diagnostics.setdefault("sample_quality", {})
+        quality = self.diagnostics.setdefault("sample_quality", {})
         quality[split] = entry
         quality.setdefault("history", []).append({"split": split, "epoch": trainer.current_epoch,
                                                   "global_step": trainer.global_step, **scores})

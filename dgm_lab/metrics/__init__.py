@@ -1,0 +1,19 @@
+"""Metrics of generative models, one job per module.
+
+Sample quality (FID, IS, KID, precision/recall; ``dgm-train metrics=...`` and ``dgm-eval``):
+
+* ``settings``: the ``metrics`` config node (``Settings``), its defaults and validation;
+* ``extractors``: which network scores a dataset (LeNet by dataset, InceptionV3), its weights;
+* ``features``: uint8 images and a model's samples to features (fixed chunks, DDP all_gather);
+* ``reference_cache``: features of the real images, cached on disk by everything that changes them;
+* ``scores``: torch-fidelity's metric functions on features, in float64 (the numerics notes);
+* ``protocol``: the record stored beside every score (counts, split, extractor, versions);
+* ``image_files``: saved samples (a folder of images or an ``.npz``) for ``dgm-eval images=``;
+* ``sample_quality``: the evaluator that ties them together, and what ``dgm-eval`` calls;
+* ``cas``: classification accuracy score of class-conditional models (train on samples, test on real);
+* ``classifier``: LeNet training and accuracy (CAS and ``train_lenet``);
+* ``lenet``: the LeNet network, registered with torch-fidelity; ``train_lenet``: trains its weights.
+
+Likelihoods: ``likelihood`` (Gaussian densities and KL, the IWAE estimate, bits/dim, active units), ``ais`` (annealed importance
+sampling of Boltzmann machines). Names: ``specs``, the table every logged key is built from.
+"""

@@ -3,7 +3,8 @@
 A LeNet (``dgm_lab.metrics.lenet``, trained from scratch) learns to classify ``num_samples``
 class-balanced labelled samples of a class-conditional model; its accuracy on the real test split
 is the CAS. The same LeNet, trained the same way on the same number of real training images, gives
-the real-data baseline it is reported next to (``test/cas`` vs ``test/cas_real``). Images of any
+the real-data baseline it is reported next to (``test/cas`` vs ``test/cas_real``). Samples are
+quantized to uint8 like the real images (``InMemoryImageData.reference_images``), and images of any
 size are resized to 28x28 exactly as the LeNet feature extractor does.
 """
 
@@ -13,37 +14,34 @@ import time
 
 import torch
 
+from dgm_lab.data.base import to_uint8
 from dgm_lab.errors import ConfigError
-from dgm_lab.metrics.fidelity import to_uint8
+from dgm_lab.metrics.classifier import accuracy, fit
 from dgm_lab.metrics.lenet import LeNet, uint8_to_input
-from dgm_lab.metrics.train_lenet import accuracy, fit
-
-
-def lenet_input(images: torch.Tensor) -> torch.Tensor:
-    """Float images (N, C, H, W) in [0, 1] -> LeNet input (N, 1, 28, 28), via uint8 like every metric."""
-    return uint8_to_input(to_uint8(images))
+from dgm_lab.metrics.specs import metric_key
 
 
 @torch.no_grad()
 def labelled_samples(model, num_samples: int, seed: int, chunk: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images (N, C, H, W) in [0, 1] on the CPU, labels (N,)): labels i mod K, shuffled by ``seed``."""
+    """(uint8 images (N, C, H, W) on the CPU, ``round(255 x)`` of the samples, labels (N,)): labels
+    i mod K, shuffled by ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(num_samples)[torch.randperm(num_samples, generator=generator)] % model.num_classes
     was_training = model.training
     model.eval()
-    parts = [model.sample(len(part), generator=generator, labels=part.to(model.device)).float().cpu()
+    parts = [to_uint8(model.sample(len(part), generator=generator, labels=part.to(model.device))).cpu()
              for part in labels.split(chunk)]
     model.train(was_training)
     return torch.cat(parts), labels
 
 
 def train_and_test(images, labels, test_images, test_labels, num_classes: int, epochs: int, seed: int) -> float:
-    """Test accuracy of a LeNet trained from scratch on (images, labels); the same seed for every call."""
+    """Test accuracy of a LeNet trained from scratch on uint8 (images, labels); the same seed for every call."""
     torch.manual_seed(seed)
     net = LeNet(num_classes=num_classes)
-    fit(net, lenet_input(images), labels, epochs=epochs, lr=2e-3, batch_size=min(32, len(images)), seed=seed,
+    fit(net, uint8_to_input(images), labels, epochs=epochs, lr=2e-3, batch_size=min(32, len(images)), seed=seed,
         log=lambda _: None)
-    return accuracy(net, lenet_input(test_images), test_labels)
+    return accuracy(net, uint8_to_input(test_images), test_labels)
 
 
 def classification_accuracy_score(model, real_train: tuple, real_test: tuple, num_samples: int = 10000,
@@ -52,11 +50,12 @@ def classification_accuracy_score(model, real_train: tuple, real_test: tuple, nu
 
     Args:
         model: class-conditional generator (``conditional = True``; ``sample(n, generator, labels)``).
-        real_train: (images (N, C, H, W) in [0, 1], labels) for the real-data baseline; the first
-            ``num_samples`` are used (capped at N).
-        real_test: (images, labels) of the real split both classifiers are tested on.
+        real_train: (uint8 images (N, C, H, W), labels) for the real-data baseline, as
+            ``InMemoryImageData.reference_images`` returns them; the first ``num_samples`` are used
+            (capped at N).
+        real_test: (uint8 images, labels) of the real split both classifiers are tested on.
     """
-    if not getattr(model, "conditional", False):
+    if not model.conditional:
         raise ConfigError("metrics=[cas] needs a class-conditional model (one that samples given labels); "
                           "this model is unconditional.")
     started = time.time()
@@ -64,7 +63,7 @@ def classification_accuracy_score(model, real_train: tuple, real_test: tuple, nu
     cas = train_and_test(images, labels, *real_test, model.num_classes, epochs, seed)
     n_real = min(num_samples, len(real_train[0]))
     cas_real = train_and_test(real_train[0][:n_real], real_train[1][:n_real], *real_test, model.num_classes, epochs, seed)
-    scores = {f"{split}/cas": cas, f"{split}/cas_real": cas_real}
+    scores = {metric_key(split, "cas"): cas, metric_key(split, "cas_real"): cas_real}
     record = {"num_synthetic": num_samples, "num_real_train": n_real, "num_test": len(real_test[0]),
               "test_split": split, "classifier": "LeNet 20-50-128 from scratch (dgm_lab.metrics.lenet)",
               "epochs": epochs, "seed": seed, "labels": "class-balanced (i mod K), shuffled",

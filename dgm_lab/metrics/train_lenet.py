@@ -20,44 +20,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from dgm_lab.data import FashionMNISTDataModule, MNISTDataModule
+from dgm_lab.metrics.classifier import accuracy, fit
 from dgm_lab.metrics.lenet import WEIGHTS_DIR, LeNet
 
 DATAMODULES = {"mnist": MNISTDataModule, "fashion_mnist": FashionMNISTDataModule}
 TARGET_ACCURACY = {"mnist": 0.99, "fashion_mnist": 0.90}
-
-
-@torch.no_grad()
-def accuracy(net: LeNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
-    """Fraction of ``images`` (N, 1, 28, 28) in [0, 1] classified as ``labels``."""
-    net.eval()
-    correct = sum(int((net(images[i:i + batch_size])[1].argmax(1) == labels[i:i + batch_size]).sum())
-                  for i in range(0, len(images), batch_size))
-    return correct / len(images)
-
-
-def fit(net: LeNet, images: torch.Tensor, labels: torch.Tensor, epochs: int, lr: float, batch_size: int,
-        seed: int, log=print) -> None:
-    """Adam with a cosine learning-rate decay to zero; cross-entropy on (N, 1, 28, 28) images in [0, 1]."""
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    steps = epochs * (len(images) // batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
-    for epoch in range(epochs):
-        net.train()
-        order = torch.randperm(len(images), generator=generator)
-        total = 0.0
-        for start in range(0, len(images) - batch_size + 1, batch_size):
-            index = order[start:start + batch_size]
-            loss = F.cross_entropy(net(images[index])[1], labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item()
-        log(f"epoch {epoch + 1}/{epochs}: train loss {total / (len(images) // batch_size):.4f}")
 
 
 def main(argv: list[str] | None = None) -> dict:

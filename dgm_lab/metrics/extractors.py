@@ -1,0 +1,156 @@
+"""Feature extractors: which network scores a dataset, and where its weights come from.
+
+``resolve_extractor`` runs before any training, so missing or foreign weights stop a run in one
+sentence instead of after hours. The shipped LeNets (``dgm_lab.metrics.lenet``) need no download;
+InceptionV3 weights come from ``metrics.inception_weights``, the torch hub cache, or a download.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor
+
+from dgm_lab.errors import ConfigError, DataError
+from dgm_lab.metrics import lenet
+from dgm_lab.metrics.settings import FEATURE_METRICS, INCEPTION, Settings
+
+log = logging.getLogger("dgm_lab")
+
+TF_METRIC = {"fid": "fid", "is": "isc", "kid": "kid", "prc": "prc"}  # torch-fidelity's names
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # pytorch-fid's name for the same TF port
+INCEPTION_FILES = (INCEPTION_FILE, Path(URL_INCEPTION_V3).name)  # both load into torch-fidelity's net
+PYTORCH_FID_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_FILE}"
+INCEPTION_RESIZE = "torch-fidelity's TF1-compatible bilinear resize to 299x299; grey replicated to RGB"
+# The shipped LeNet that metrics.feature_extractor=lenet picks, by dataset name (InMemoryImageData.name).
+# Other datasets must name their extractor: a LeNet of other images would score them without a warning.
+LENET_BY_DATASET = {"mnist": "lenet-mnist", "mnist_5k": "lenet-mnist", "digits": "lenet-mnist",
+                    "fashion_mnist": "lenet-fashion-mnist"}
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """A resolved torch-fidelity feature extractor: registry name, weights file and its hash."""
+
+    name: str
+    weights: str
+    weights_sha256: str
+    key_name: str  # its part of logged keys (specs.EXTRACTOR_SUFFIXES): "lenet" -> val/fid_lenet; "" for InceptionV3
+    resize: str
+    channels: int  # channels the network takes (grey is replicated for InceptionV3)
+
+    def layer(self, metric: str) -> str:
+        return FEATURE_EXTRACTORS_REGISTRY[self.name].get_default_feature_layer_for_metric(TF_METRIC[metric])
+
+    @property
+    def reference_layers(self) -> list[str]:
+        """Layers of the two-sample metrics (FID, KID, PR): what the reference cache holds."""
+        return sorted({self.layer(m) for m in ("fid", "kid", "prc")})
+
+    def build(self, device) -> torch.nn.Module:
+        layers = sorted({self.layer(m) for m in FEATURE_METRICS})
+        net = create_feature_extractor(self.name, layers, cuda=False, feature_extractor_weights_path=self.weights,
+                                       verbose=False)
+        return net.to(device)
+
+
+def file_sha256(path: str | Path) -> str:
+    path = Path(path)
+    stat = path.stat()
+    return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def lenet_for(dataset: str) -> str:
+    """The registry name of the shipped LeNet for ``dataset`` (``LENET_BY_DATASET``)."""
+    if dataset not in LENET_BY_DATASET:
+        raise ConfigError(f"metrics.feature_extractor=lenet has no LeNet registered for the dataset {dataset!r} "
+                          f"(only {', '.join(LENET_BY_DATASET)}); set metrics.feature_extractor="
+                          f"{'|'.join(lenet.LENETS)}|{INCEPTION}.")
+    return LENET_BY_DATASET[dataset]
+
+
+def resolve_extractor(settings: Settings, dataset: str) -> Extractor | None:
+    """The extractor for ``settings`` on ``dataset``; None when Inception weights are missing and
+    ``on_missing_weights=skip`` (a warning is logged). Raises DataError (weights) or ConfigError (a
+    dataset with no registered LeNet) otherwise, before any training."""
+    chosen = settings.feature_extractor
+    if chosen != INCEPTION:
+        name = chosen if chosen in lenet.LENETS else lenet_for(dataset)
+        path = Path(settings.lenet_weights).expanduser().resolve() if settings.lenet_weights else lenet.LENETS[name]
+        lenet.load_lenet(path)  # a missing or foreign file fails here, in one sentence
+        return Extractor(name, str(path), file_sha256(path), "lenet", lenet.RESIZE, 1)
+    path = find_inception_weights(settings)
+    if path is None:
+        message = missing_inception_message(settings)
+        if settings.on_missing_weights == "skip":
+            log.warning("skipping %s: %s", ", ".join(settings.feature_metrics), message)
+            return None
+        raise DataError(message)
+    check_inception_file(str(path))
+    return Extractor(INCEPTION, str(path), file_sha256(path), "", INCEPTION_RESIZE, 3)
+
+
+def hub_checkpoints() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def find_inception_weights(settings: Settings) -> Path | None:
+    """metrics.inception_weights, else the torch hub cache, else a download when online."""
+    if settings.inception_weights:
+        path = Path(settings.inception_weights).expanduser().resolve()
+        if not path.is_file():
+            raise DataError(f"metrics.inception_weights={path} does not exist; point it at {INCEPTION_FILE}.")
+        return path
+    for name in INCEPTION_FILES:
+        if (hub_checkpoints() / name).is_file():
+            return hub_checkpoints() / name
+    if settings.download:
+        target = hub_checkpoints() / INCEPTION_FILES[1]
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(20)  # a dead network must fail in seconds, not hang the run
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(URL_INCEPTION_V3, str(target), progress=False)
+            return target
+        except Exception as error:  # offline, proxy, disk full: all end in the same advice
+            log.info("InceptionV3 weights download failed (%s)", type(error).__name__)
+        finally:
+            socket.setdefaulttimeout(previous)
+    return None
+
+
+def missing_inception_message(settings: Settings) -> str:
+    wanted = ", ".join(settings.feature_metrics) or "the Inception metrics"
+    return (f"InceptionV3 weights for {wanted} are not available offline: put {INCEPTION_FILE} "
+            f"(from {PYTORCH_FID_URL}) in {hub_checkpoints()}/ or pass metrics.inception_weights=<path to it>, "
+            "or use metrics.feature_extractor=lenet or metrics.on_missing_weights=skip.")
+
+
+@functools.lru_cache(maxsize=4)
+def check_inception_file(path: str) -> None:
+    """Fail in one sentence unless ``path`` holds the InceptionV3 state dict torch-fidelity loads."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        ok = tuple(state["fc.weight"].shape) == (1008, 2048) and "Conv2d_1a_3x3.conv.weight" in state
+    except Exception:
+        ok = False
+    if not ok:
+        raise DataError(f"{path} is not the InceptionV3 FID weights file (a state dict with fc.weight of shape "
+                        f"1008x2048, as in {INCEPTION_FILE}); download it again.")

@@ -1,0 +1,41 @@
+"""The record stored next to every sample-quality score (summary.json, eval.json, W&B): what the
+score depends on, so that two FIDs are compared only when their protocols agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch_fidelity
+
+from dgm_lab.metrics.extractors import Extractor
+from dgm_lab.metrics.scores import RNG_SEED
+from dgm_lab.metrics.settings import Settings
+
+
+def versions() -> dict:
+    import scipy
+
+    import dgm_lab
+
+    return {"torch_fidelity": torch_fidelity.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "scipy": scipy.__version__, "dgm_lab": dgm_lab.__version__}
+
+
+def protocol(metrics, extractor: Extractor, settings: Settings, dataset: str, split: str, num_generated: int,
+             num_real: int | None, generated_source: dict, cache: dict | None, details: dict) -> dict:
+    """What a score depends on, recorded next to it in summary.json, eval.json and W&B."""
+    return {
+        "metrics": list(metrics), "num_generated": num_generated, "num_real": num_real,
+        "reference": {"dataset": dataset, "split": split, "selection": "first num_real images, fixed order",
+                      "images": "grey levels (no binarization), uint8 round(255 x)"},
+        "generated": {**generated_source, "quantization": "uint8 round(255 x)"},
+        "feature_extractor": extractor.name, "weights": Path(extractor.weights).name,
+        "weights_sha256": extractor.weights_sha256,
+        "feature_layers": {m: extractor.layer(m) for m in metrics}, "resize": extractor.resize,
+        "statistics": "float64 mean and covariance; tr sqrt(S1 S2) from eigenvalues (torch-fidelity); FID clipped at 0",
+        "rng_seed": RNG_SEED, **details,
+        "reference_cache": {k: v for k, v in (cache or {}).items() if k != "key"},
+        "versions": versions(),
+    }

@@ -1,0 +1,74 @@
+"""Features of the real reference images, cached on disk and keyed by everything that changes
+them (dataset, split, number of images, extractor, its weights' hash, layers, resize).
+
+Writes are atomic, so concurrent DDP ranks and sweep jobs may share one cache folder; a corrupt
+or foreign entry is recomputed, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from dgm_lab.metrics.extractors import Extractor
+from dgm_lab.metrics.features import extract
+from dgm_lab.metrics.scores import fid_statistics
+
+log = logging.getLogger("dgm_lab")
+
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dgm-lab" / "fidelity"
+
+
+def reference_key(extractor: Extractor, dataset: str, split: str, num_real: int) -> dict:
+    """Everything that changes the reference features; its hash names the cache file."""
+    return {"format": CACHE_FORMAT, "dataset": dataset, "split": split, "num_images_requested": num_real,
+            "selection": "first images of the split in its fixed order", "images": "grey levels (binarize=none), uint8 round(255 x)",
+            "extractor": extractor.name, "weights_sha256": extractor.weights_sha256,
+            "layers": extractor.reference_layers, "resize": extractor.resize}
+
+
+def reference_features(extractor: Extractor, net, dataset: str, split: str, num_real: int,
+                       load_images: Callable[[], torch.Tensor], cache_dir: str | None, batch_size: int,
+                       device) -> tuple[dict, dict]:
+    """({layer: features, "fid_mu", "fid_sigma", "num_images"}, cache record), from the cache if present.
+
+    ``load_images()`` returns the split's first ``num_real`` uint8 images (N, C, H, W) in grey levels
+    (``InMemoryImageData.reference_images``); it is only called on a cache miss."""
+    key = reference_key(extractor, dataset, split, num_real)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    path = folder / f"{dataset}-{split}-n{num_real}-{extractor.name}-{digest}.pt"
+    if path.exists():
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            if entry.get("key") == key:
+                log.info("reference statistics: cache hit %s", path)
+                return entry, {"status": "hit", "path": str(path), "key": key}
+        except Exception:  # a corrupt cache entry is recomputed, never fatal
+            pass
+    started = time.time()
+    images = load_images()[:num_real]
+    features = extract(net, images, batch_size, device, extractor.channels)
+    stats = fid_statistics(features[extractor.layer("fid")])
+    entry = {"key": key, "num_images": len(images), "features": features,
+             "fid_mu": torch.from_numpy(stats["mu"]), "fid_sigma": torch.from_numpy(stats["sigma"])}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(entry, tmp)
+        tmp.replace(path)
+        log.info("reference statistics: cache miss, computed in %.1fs and saved to %s", time.time() - started, path)
+    except OSError as error:  # a read-only cache only costs time
+        log.warning("reference statistics could not be cached at %s (%s)", path, error)
+    return entry, {"status": "miss", "path": str(path), "key": key}
