@@ -50,7 +50,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "checkpoint": str(ckpt_file), "split": cfg.split, "seed": cfg.seed,
         "metrics": scalar_metrics(results[0] if results else {}),
         "eval": OmegaConf.to_container(cfg.eval, resolve=True),
-        "diagnostics": getattr(model, "diagnostics", {}),
+        "diagnostics": model.diagnostics,
     }
     if settings.selected:  # sample quality of the checkpoint's samples, with its protocol
         scores, record["sample_quality"] = evaluate_for_cli(settings, datamodule, cfg.split,

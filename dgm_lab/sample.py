@@ -22,6 +22,7 @@ from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
 from dgm_lab.cli import reports_user_errors
 from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.errors import ConfigError
+from dgm_lab.models.contract import GibbsSampler
 from dgm_lab.run_folder import RunFolder
 
 
@@ -34,11 +35,11 @@ def draw(cfg: DictConfig) -> dict:
     generator = torch.Generator().manual_seed(cfg.seed)
     labels = None
     if cfg.label is not None:
-        if not getattr(model, "conditional", False):
+        if not model.conditional:
             raise ConfigError("label= needs a class-conditional model; this one is unconditional.")
         labels = torch.full((cfg.num_samples,), int(cfg.label), dtype=torch.long)
     if cfg.gibbs_steps is not None:
-        if not hasattr(model, "sample_gibbs_steps"):
+        if not isinstance(model, GibbsSampler):
             raise ConfigError("gibbs_steps= applies to Boltzmann machines (rbm, dbn, dbm); this model samples directly.")
         if cfg.gibbs_steps < 1:
             raise ConfigError(f"gibbs_steps must be a positive integer, got {cfg.gibbs_steps}.")

@@ -12,6 +12,8 @@ from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import save_image
 
 from dgm_lab.callbacks.media import log_images
+from dgm_lab.data.contract import InMemoryImageData
+from dgm_lab.models.contract import Interpolates, Reconstructs
 from dgm_lab.run_folder import RunFolder
 
 
@@ -50,9 +52,9 @@ class ImageSamples(pl.Callback):
         pl_module.eval()
         grids = {"samples": pl_module.sample(self.num_samples, generator=torch.Generator().manual_seed(self.seed))}
         images = self._fixed_images(trainer, pl_module)
-        if images is not None and hasattr(pl_module, "reconstruct"):
+        if images is not None and isinstance(pl_module, Reconstructs):
             grids["reconstructions"] = torch.cat([images, pl_module.reconstruct(images)])
-        if images is not None and hasattr(pl_module, "interpolate") and len(images) >= 2:
+        if images is not None and isinstance(pl_module, Interpolates) and len(images) >= 2:
             pairs = min(8, len(images) // 2)
             grids["interpolations"] = pl_module.interpolate(images[:pairs], images[pairs : 2 * pairs],
                                                             self.interpolation_steps)
@@ -65,14 +67,14 @@ class ImageSamples(pl.Callback):
             log_images(trainer, f"samples/{kind}", [path])
 
     def _fixed_images(self, trainer, pl_module):
+        """The first validation images (reconstruction and interpolation grids), when the data can give them."""
         datamodule = trainer.datamodule
-        splits = getattr(datamodule, "splits", None)
-        if not splits or "val" not in splits:
+        if not isinstance(datamodule, InMemoryImageData):
             return None
-        n = min(self.num_samples // 2, len(splits["val"]))
-        return splits["val"].images[:n].to(pl_module.device)
+        images = datamodule.split_images("val", self.num_samples // 2)
+        return None if images is None else images.to(pl_module.device)
 
 
 def _images(pl_module) -> bool:
     """Grids need (C, H, W) data; 2-D points (data=ring8, grid25) are plotted by ModeCoverage."""
-    return len(getattr(pl_module, "data_shape", (1, 1, 1))) == 3
+    return len(pl_module.data_shape) == 3
