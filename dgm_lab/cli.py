@@ -1,4 +1,5 @@
-"""Shared entry-point behaviour: user errors become one sentence on stderr and a non-zero exit."""
+"""Shared entry-point behaviour: a Hydra app on conf/<name>.yaml, and user errors as one sentence
+on stderr with a non-zero exit."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import functools
 import os
 import sys
 
+import hydra
+
+from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.errors import DivergedError, UserError
 
 EXIT_USER_ERROR = 2
@@ -36,3 +40,9 @@ def _fail(prog: str, message: str, code: int):
     if os.environ.get("DGM_RAISE"):  # tests and debugging: keep the exception
         raise
     sys.exit(code)
+
+
+def hydra_main(config_name: str, task) -> None:
+    """Run ``task`` (a function of the composed config) as the Hydra app of ``conf/<config_name>.yaml``."""
+    register_resolvers()
+    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)()

@@ -12,15 +12,14 @@ import json
 import time
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from dgm_lab import builders
 from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
-from dgm_lab.cli import reports_user_errors
-from dgm_lab.config import CONF_DIR, register_resolvers
+from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.errors import ConfigError
+from dgm_lab.metrics import specs
 from dgm_lab.metrics.image_files import load_image_files
 from dgm_lab.metrics.sample_quality import evaluate_for_cli
 from dgm_lab.metrics.settings import Settings
@@ -83,15 +82,14 @@ def _write(record: dict, out: Path) -> dict:
 
 
 @reports_user_errors("dgm-eval")
-def run(cfg: DictConfig) -> None:
+def eval_task(cfg: DictConfig) -> None:
     record = evaluate(cfg)
-    shown = ", ".join(f"{k}={v:.3f}" for k, v in record["metrics"].items())
+    shown = ", ".join(f"{k}={specs.format_value(k, v)}" for k, v in record["metrics"].items())
     print(f"[dgm-eval] {shown}\n[dgm-eval] wrote {record['path']}")
 
 
 def main() -> None:
-    register_resolvers()
-    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")(run)()
+    hydra_main("eval", eval_task)
 
 
 if __name__ == "__main__":

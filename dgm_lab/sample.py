@@ -12,21 +12,21 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
 from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
-from dgm_lab.cli import reports_user_errors
-from dgm_lab.config import CONF_DIR, register_resolvers
+from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.errors import ConfigError
 from dgm_lab.models.contract import GibbsSampler
 from dgm_lab.run_folder import RunFolder
 
 
 def draw(cfg: DictConfig) -> dict:
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("pass ckpt_path=<checkpoint file or run folder>, e.g. dgm-sample ckpt_path=outputs/vae/<run>.")
     if cfg.num_samples < 1:
         raise ConfigError(f"num_samples must be a positive integer, got {cfg.num_samples}.")
     ckpt_file, run_folder = resolve_checkpoint(cfg.ckpt_path)
@@ -65,14 +65,13 @@ def draw(cfg: DictConfig) -> dict:
 
 
 @reports_user_errors("dgm-sample")
-def run(cfg: DictConfig) -> None:
+def sample_task(cfg: DictConfig) -> None:
     record = draw(cfg)
     print(f"[dgm-sample] {record['shape'][0]} samples -> {record['npz']} (grid {record['png']})")
 
 
 def main() -> None:
-    register_resolvers()
-    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")(run)()
+    hydra_main("sample", sample_task)
 
 
 if __name__ == "__main__":

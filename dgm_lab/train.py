@@ -15,14 +15,13 @@ import os
 import sys
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from pytorch_lightning.utilities import rank_zero_only
 
-from dgm_lab.cli import reports_user_errors
-from dgm_lab.config import CONF_DIR, load_run_config, register_resolvers
+from dgm_lab.cli import hydra_main, reports_user_errors
+from dgm_lab.config import load_run_config
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics import specs
 from dgm_lab.run import train
@@ -128,8 +127,7 @@ def train_task(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    register_resolvers()
-    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")(train_task)()
+    hydra_main("train", train_task)
 
 
 if __name__ == "__main__":

@@ -68,3 +68,10 @@ def test_corrupt_checkpoint_is_one_sentence(tmp_path):
         result = run_cli(prog, *args)
         assert result.returncode == 2, (prog, result.stderr[-2000:])
         assert "corrupt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sample_and_eval_without_a_checkpoint_are_one_sentence():
+    for prog in ("dgm-sample", "dgm-eval"):
+        result = run_cli(prog)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and "pass ckpt_path=" in lines[0], (prog, result.stderr)
