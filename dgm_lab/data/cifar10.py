@@ -29,23 +29,29 @@ META_FILE = "batches.meta"
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What ``_codecs.encode`` does in a Python 3 protocol-2 pickle of bytes, for latin-1 only."""
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"it encodes bytes as {encoding}, which a CIFAR-10 batch never does")
+    return text.encode("latin1")
+
+
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickles only what a CIFAR batch holds (dicts, lists, bytes, numbers and numpy arrays):
     any other global is refused, so a foreign pickle cannot run code while it is read."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),  # the batches were written by Python 2's numpy
-        ("numpy._core.multiarray", "_reconstruct"),  # numpy >= 2 names it so
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"): lambda: np.zeros(0).__reduce__()[0],  # Python 2 numpy's name
+        ("numpy._core.multiarray", "_reconstruct"): lambda: np.zeros(0).__reduce__()[0],  # numpy >= 2
+        ("numpy", "ndarray"): lambda: np.ndarray,
+        ("numpy", "dtype"): lambda: np.dtype,
+        ("_codecs", "encode"): lambda: _latin1_bytes,  # bytes in a batch re-pickled by Python 3
     }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR-10 batch never does")
-        if name == "_reconstruct":
-            return np.zeros(0).__reduce__()[0]  # numpy's own reconstructor, wherever this numpy keeps it
-        return getattr(np, name)
+        return self.ALLOWED[module, name]()
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
