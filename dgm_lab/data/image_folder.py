@@ -229,13 +229,13 @@ class ImageFolderDataModule(TensorDataModule):
             sizes = held_out_sizes(len(pixels), {"data.val_size": self.val_size,
                                                  "data.test_size": self.test_size or DEFAULT_TEST_SIZE}, str(self.root))
             return cut(pixels, labels, ["train", "val", "test"], sizes)
-        train, test = split_of == "train", split_of == "test"
-        for folder, mask in (("train", train), ("test", test)):
-            if not mask.any():
+        train, test = np.flatnonzero(split_of == "train"), np.flatnonzero(split_of == "test")
+        for folder, rows in (("train", train), ("test", test)):
+            if not len(rows):
                 raise DataError(f"none of the images in {self.root / folder} could be decoded.")
-        sizes = held_out_sizes(int(train.sum()), {"data.val_size": self.val_size}, str(self.root / "train"))
-        out = cut(pixels[train], labels[train], ["train", "val"], sizes)
-        out["test"] = (uint8_to_float(pixels[test]), torch.from_numpy(labels[test]))
+        sizes = held_out_sizes(len(train), {"data.val_size": self.val_size}, str(self.root / "train"))
+        out = cut(pixels, labels, ["train", "val"], sizes, subset=train)
+        out["test"] = (uint8_to_float(pixels, torch.from_numpy(test)), torch.from_numpy(labels[test]))
         return out
 
 
