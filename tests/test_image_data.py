@@ -170,6 +170,13 @@ def test_grey_and_rgb_conversion(tmp_path):
     assert image_files.decode_image(root / "alpha.png", None, 3)[0, 0].tolist() == [0, 0, 200]  # alpha dropped
 
 
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    Image.fromarray(np.array([[0, 257, 32896, 65535]], dtype=np.uint16)).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    assert image_files.decode_image(tmp_path / "deep.png", None, 1)[0, :, 0].tolist() == [0, 1, 128, 255]
+    assert image_files.decode_image(tmp_path / "deep.png", None, 3)[0, 3].tolist() == [255, 255, 255]
+
+
 def test_exif_rotation_is_applied(tmp_path):
     image = Image.fromarray(flat((0, 0, 0), width=8, height=4))
     exif = Image.Exif()

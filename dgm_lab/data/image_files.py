@@ -59,8 +59,8 @@ def open_size(path: Path) -> tuple[int, int]:
 
 
 def decode_image(path: Path, image_size: int | None, channels: int) -> np.ndarray:
-    """uint8 (H, W, channels) of one file: EXIF rotation applied, converted to grey (``L``) or RGB
-    (alpha dropped), then with ``image_size`` the shorter side resized to it (bicubic, antialiased)
+    """uint8 (H, W, channels) of one file: EXIF rotation applied, 16-bit grey scaled to 8 bits,
+    converted to grey (``L``) or RGB (alpha dropped), then with ``image_size`` the shorter side resized to it (bicubic, antialiased)
     and the centre square cropped. Raises BadImage for a file Pillow cannot decode."""
     try:
         with Image.open(path) as image:
@@ -69,6 +69,8 @@ def decode_image(path: Path, image_size: int | None, channels: int) -> np.ndarra
                 # large photo then decodes many times faster than at full size.
                 image.draft(image.mode, (image_size, image_size))
             image = ImageOps.exif_transpose(image)
+            if image.mode.startswith("I"):  # 16-bit grey (PNG): Pillow's convert clips everything above 255
+                image = Image.fromarray(np.rint(np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
             if image.mode == "P" and "transparency" in image.info:
                 image = image.convert("RGBA")  # Pillow's advice for palette images with transparency
             image = image.convert("L" if channels == 1 else "RGB")
