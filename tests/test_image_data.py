@@ -398,3 +398,17 @@ def test_dgm_train_user_errors_exit_2_with_one_line(tmp_path, case):
     assert expected in line
     summary = json.loads((tmp_path / "run" / "summary.json").read_text()) if (tmp_path / "run" / "summary.json").exists() else None
     assert summary is None or summary["status"] == "failed"
+
+
+def test_dgm_train_with_the_cifar10_jpeg_preset_on_a_small_copy_of_its_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 10), ("test", 3)):
+        for name in ("airplane", "cat"):
+            folder = tmp_path / "CIFAR-10-images" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:04d}.jpg")
+    summary = train_run(tmp_path / "run", *CLI, "data=cifar10_jpeg", f"paths.data_dir={tmp_path}", "data.val_size=4",
+                        f"data.cache_dir={tmp_path / 'cache'}", "model=conv_vae", fast=False)
+    assert summary["status"] == "completed" and summary["config"]["data"]["name"] == "cifar10_jpeg"
+    assert summary["config"]["model"]["data_shape"] == [3, 32, 32]
