@@ -268,5 +268,6 @@ def _check_options(image_size, channels, on_bad_image, decode_workers) -> None:
 
 
 def _bad_image_error(path: Path, reason: str) -> DataError:
+    reason = reason.replace(f" '{path}'", "").replace(str(path), "the file")  # Pillow repeats the path
     return DataError(f"{path} could not be decoded as an image ({reason}); replace or delete it, or set "
                      "data.on_bad_image=skip to leave such files out.")
