@@ -151,7 +151,7 @@ class ImageFolderDataModule(TensorDataModule):
         self.skipped = [self.files[i].relative for i in skipped.tolist()]
         if self.skipped:
             if self.on_bad_image == "error":  # a cache written with on_bad_image=skip
-                raise _bad_image_error(self.root / self.skipped[0], "it could not be decoded")
+                raise _bad_image_error(self.root / self.skipped[0], "an earlier run with on_bad_image=skip left it out")
             log.warning("%d of %d images under %s could not be decoded and were skipped (data.on_bad_image=skip), "
                         "first %s", len(self.skipped), len(self.files), self.root, self.skipped[0])
         if len(pixels) == 0:
@@ -164,7 +164,8 @@ class ImageFolderDataModule(TensorDataModule):
         with ``decode_workers`` threads: Pillow releases the GIL while it decodes and resizes."""
         started = time.time()
         pixels = np.empty((len(self.files), *self.image_shape), dtype=np.uint8)
-        bad: dict[int, str] = {}
+        bad: dict[int, str] = {}  # index -> why Pillow failed
+        mismatched: list[int] = []  # decoded, but not the size of the first image
         stop = threading.Event()
 
         def decode_chunk(start: int) -> None:
@@ -180,7 +181,7 @@ class ImageFolderDataModule(TensorDataModule):
                         stop.set()
                     continue
                 if decoded.shape[:2] != self.image_shape[1:]:
-                    bad[index] = "size"
+                    mismatched.append(index)
                     stop.set()  # a size mismatch is never skipped: it is a missing data.image_size
                     continue
                 pixels[index] = decoded.transpose(2, 0, 1)
@@ -192,7 +193,7 @@ class ImageFolderDataModule(TensorDataModule):
         else:
             with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
                 list(pool.map(decode_chunk, starts))
-        self._raise_for(bad)
+        self._raise_for(bad, mismatched)
         skipped = np.array(sorted(bad), dtype=np.int64)
         if len(skipped):
             pixels = np.delete(pixels, skipped, axis=0)
@@ -202,10 +203,9 @@ class ImageFolderDataModule(TensorDataModule):
                  "s" if self.decode_workers > 1 else "")
         return pixels, skipped
 
-    def _raise_for(self, bad: dict[int, str]) -> None:
-        sizes = [i for i, reason in bad.items() if reason == "size"]
-        if sizes:
-            file = self.root / self.files[min(sizes)].relative
+    def _raise_for(self, bad: dict[int, str], mismatched: list[int]) -> None:
+        if mismatched:
+            file = self.root / self.files[min(mismatched)].relative
             width, height = image_files.open_size(file)
             _, first_height, first_width = self.image_shape
             raise DataError(f"{file} is {width}x{height} pixels but {self.root / self._shape_source} is "
