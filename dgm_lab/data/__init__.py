@@ -1,8 +1,11 @@
 """Datamodules. Every one serves in-memory float tensors in [0, 1] shaped (N, C, H, W)."""
 
 from dgm_lab.data.base import TensorDataModule
+from dgm_lab.data.cifar10 import CIFAR10DataModule
 from dgm_lab.data.embedded import DigitsDataModule, MNIST5kDataModule
+from dgm_lab.data.image_folder import ImageFolderDataModule
 from dgm_lab.data.mnist import FashionMNISTDataModule, MNISTDataModule
+from dgm_lab.data.npz import NPZDataModule
 from dgm_lab.data.toy2d import Grid25DataModule, Ring8DataModule
 
 __all__ = [
@@ -13,4 +16,7 @@ __all__ = [
     "DigitsDataModule",
     "Ring8DataModule",
     "Grid25DataModule",
+    "ImageFolderDataModule",
+    "CIFAR10DataModule",
+    "NPZDataModule",
 ]
