@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from dgm_lab import builders
 from dgm_lab.checkpoints import load_checkpoint
 from dgm_lab.config import validate
+from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.errors import CheckpointError, DivergedError
 from dgm_lab.run_folder import RunFolder, Summary, scalar_metrics
 
@@ -54,7 +55,7 @@ def train(cfg: DictConfig) -> Summary:
     OmegaConf.resolve(cfg)  # one resolution: run ids and paths are fixed from here on
     _save_resolved(cfg, folder)
 
-    summary = Summary(seed=cfg.seed, run_dir=str(folder.path))
+    summary = Summary(seed=cfg.seed, run_dir=str(folder.path), data=_data_record(datamodule))
     trainer = model = None
     callbacks: list = []
     try:
@@ -93,6 +94,15 @@ def train(cfg: DictConfig) -> Summary:
             folder.write_summary(summary)
         _finish_wandb()
     return summary
+
+
+def _data_record(datamodule) -> dict:
+    """What the run was trained on, for summary.json: the class names give labels their meaning."""
+    record = {"name": getattr(datamodule, "name", type(datamodule).__name__),
+              "shape": list(getattr(datamodule, "data_shape", []))}
+    if isinstance(datamodule, InMemoryImageData):
+        record["class_names"] = list(datamodule.class_names)
+    return record
 
 
 def _diagnostics(model, callbacks: list) -> dict:

@@ -38,13 +38,15 @@ STATUSES = ("completed", "failed", "diverged")
 @dataclass
 class Summary:
     """``summary.json``: what a run reached. ``metrics`` holds every final scalar (nats, bits/dim...,
-    see dgm_lab.metrics.specs); ``best`` the monitored metric, its mode, score and checkpoint file."""
+    see dgm_lab.metrics.specs); ``best`` the monitored metric, its mode, score and checkpoint file;
+    ``data`` the dataset's name, example shape and class names in label order."""
 
     status: str = "failed"
     metrics: dict[str, float] = field(default_factory=dict)
     best: dict = field(default_factory=dict)
     seed: int | None = None
     run_dir: str = ""
+    data: dict = field(default_factory=dict)
     timing: dict = field(default_factory=dict)
     global_step: int | None = None
     wall_time_s: float | None = None
@@ -55,7 +57,7 @@ class Summary:
     def to_dict(self) -> dict:
         """The JSON object, without empty optional parts (no ``error`` for a completed run)."""
         record = asdict(self)
-        for key in ("timing", "diagnostics", "error", "global_step"):
+        for key in ("data", "timing", "diagnostics", "error", "global_step"):
             if record[key] in (None, {}):
                 del record[key]
         return record

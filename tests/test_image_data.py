@@ -370,6 +370,20 @@ def test_dgm_train_on_an_image_folder(tmp_path):
     assert summary["status"] == "completed"
     assert summary["config"]["model"]["data_shape"] == [3, 8, 8]
     assert "test/elbo" in summary["metrics"]
+    assert summary["data"] == {"name": "image_folder", "shape": [3, 8, 8], "class_names": sorted(COLOURS)}
+
+
+def test_two_folders_of_one_name_never_share_reference_statistics(tmp_path):
+    """The reference-statistics cache is keyed by the data's fingerprint, not only its name."""
+    from dgm_lab.metrics.extractors import Extractor
+    from dgm_lab.metrics.reference_cache import reference_key
+
+    first, second = class_folder(tmp_path / "a"), class_folder(tmp_path / "b", per_class=11)
+    dms = [ImageFolderDataModule(root=str(root), cache_dir=str(tmp_path / "cache")) for root in (first, second)]
+    assert dms[0].name == dms[1].name and dms[0].fingerprint != dms[1].fingerprint
+    extractor = Extractor("lenet-mnist", "w.pt", "0" * 64, "lenet", "none", 1)
+    keys = [reference_key(extractor, dm.name, "val", 100, dm.fingerprint) for dm in dms]
+    assert keys[0] != keys[1]
 
 
 def one_error_line(result) -> str:

@@ -87,6 +87,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.train_subset = train_subset
         self.data_dir = data_dir
         self.batches_per_step = 1
+        self.fingerprint = self.name  # a fixed dataset; datamodules whose content depends on arguments set their own
         self.splits: dict[str, TensorBatches] = {}
         self._grey_levels: dict[str, torch.Tensor] = {}  # uint8 copies of binarized splits
 
@@ -115,6 +116,15 @@ class TensorDataModule(pl.LightningDataModule):
             self.splits[split] = TensorBatches(images.contiguous(), labels.long())
 
     # -- the data contract (dgm_lab.data.contract.InMemoryImageData) ---------------------
+    @property
+    def class_names(self) -> list[str]:
+        """Label indices as names; datamodules with named classes assign their own list."""
+        return getattr(self, "_class_names", None) or [str(i) for i in range(self.num_classes)]
+
+    @class_names.setter
+    def class_names(self, names: list[str]) -> None:
+        self._class_names = list(names)
+
     def split_images(self, split: str, limit: int | None = None) -> torch.Tensor | None:
         self.setup()
         return self.splits[split].images[:limit] if split in self.splits else None

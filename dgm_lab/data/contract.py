@@ -16,11 +16,16 @@ import torch
 class InMemoryImageData(Protocol):
     """A datamodule whose splits are held in memory as image tensors.
 
-    ``name`` identifies the dataset in cached reference statistics and in the protocol stored
-    beside every sample-quality score (e.g. ``mnist``, ``fashion_mnist``).
+    ``name`` identifies the dataset in the protocol stored beside every sample-quality score (e.g.
+    ``mnist``, ``fashion_mnist``); ``fingerprint`` identifies its content (the name for a fixed
+    dataset, a hash of files and transform for a user's folder) and keys cached reference
+    statistics, so two folders that share a name never share statistics; ``class_names`` lists
+    the classes in label order (saved in the run's summary).
     """
 
     name: str
+    fingerprint: str
+    class_names: list[str]
 
     def split_images(self, split: str, limit: int | None = None) -> torch.Tensor | None:
         """The first ``limit`` images of ``split`` as the model sees them: float (N, C, H, W) in

@@ -96,7 +96,9 @@ class NPZDataModule(TensorDataModule):
         self.image_shape = tuple(int(n) for n in self._arrays[0][0].shape[1:])
         labels = [lab for _, lab in self._arrays if lab is not None]
         self.num_classes = max(int(lab.max()) for lab in labels) + 1 if labels else 1
-        self.class_names = [str(i) for i in range(self.num_classes)]
+        # The files' identity: another .npz under the same name must not reuse cached statistics.
+        files = [f for f in (self.path, self.test_path) if f is not None]
+        self.fingerprint = "npz " + " ".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
 
     def _check_test_matches(self) -> None:
         (train, train_labels), (test, test_labels) = self._arrays

@@ -69,6 +69,7 @@ class Toy2DDataModule(TensorDataModule):
         self.seed, self.shuffle = seed, shuffle
         self.mode_centres = self.centres()
         self.num_classes = len(self.mode_centres)
+        self.fingerprint = f"{self.name} std={self.mode_std} seed={seed} sizes={num_train},{num_val},{num_test}"
 
     def centres(self) -> torch.Tensor:
         raise NotImplementedError

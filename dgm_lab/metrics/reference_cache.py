@@ -23,16 +23,18 @@ from dgm_lab.metrics.scores import fid_statistics
 
 log = logging.getLogger("dgm_lab")
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: keyed by the data's fingerprint too
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dgm-lab" / "fidelity"
 
 
-def reference_key(extractor: Extractor, dataset: str, split: str, num_real: int) -> dict:
-    """Everything that changes the reference features; its hash names the cache file."""
-    return {"format": CACHE_FORMAT, "dataset": dataset, "split": split, "num_images_requested": num_real,
+def reference_key(extractor: Extractor, dataset: str, split: str, num_real: int, data_fingerprint: str = "") -> dict:
+    """Everything that changes the reference features; its hash names the cache file.
+    ``data_fingerprint`` (``InMemoryImageData.fingerprint``) tells apart two folders of one name."""
+    return {"format": CACHE_FORMAT, "dataset": dataset, "data_fingerprint": data_fingerprint or dataset,
+            "split": split, "num_images_requested": num_real,
             "selection": "first images of the split in its fixed order", "images": "grey levels (binarize=none), uint8 round(255 x)",
             "extractor": extractor.name, "weights_sha256": extractor.weights_sha256,
             "layers": extractor.reference_layers, "resize": extractor.resize}
@@ -40,12 +42,12 @@ def reference_key(extractor: Extractor, dataset: str, split: str, num_real: int)
 
 def reference_features(extractor: Extractor, net, dataset: str, split: str, num_real: int,
                        load_images: Callable[[], torch.Tensor], cache_dir: str | None, batch_size: int,
-                       device) -> tuple[dict, dict]:
+                       device, data_fingerprint: str = "") -> tuple[dict, dict]:
     """({layer: features, "fid_mu", "fid_sigma", "num_images"}, cache record), from the cache if present.
 
     ``load_images()`` returns the split's first ``num_real`` uint8 images (N, C, H, W) in grey levels
     (``InMemoryImageData.reference_images``); it is only called on a cache miss."""
-    key = reference_key(extractor, dataset, split, num_real)
+    key = reference_key(extractor, dataset, split, num_real, data_fingerprint)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     path = folder / f"{dataset}-{split}-n{num_real}-{extractor.name}-{digest}.pt"

@@ -67,7 +67,8 @@ class SampleQuality:
             s = self.settings
             self._reference[split] = reference_features(
                 self.extractor, self.net, self.dataset, split, s.num_real,
-                lambda: self.data.reference_images(split, limit=s.num_real)[0], s.cache_dir, s.batch_size, self.device)
+                lambda: self.data.reference_images(split, limit=s.num_real)[0], s.cache_dir, s.batch_size, self.device,
+                data_fingerprint=self.data.fingerprint)
         return self._reference[split]
 
     def evaluate(self, split: str, model=None, images: torch.Tensor | None = None, source: dict | None = None,
