@@ -43,6 +43,17 @@ def load_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
+def relocate_data_paths(cfg: DictConfig, data_dir: str) -> None:
+    """Point the data of a saved config at this machine's data folder: ``data.data_dir`` and every
+    ``data.*`` path under the training machine's ``paths.data_dir`` (an image folder's ``root``...)."""
+    old = str(OmegaConf.select(cfg, "paths.data_dir", default="") or "").rstrip("/")
+    if "data_dir" in cfg.data:
+        cfg.data.data_dir = data_dir
+    for key, value in list(cfg.data.items()):
+        if old and isinstance(value, str) and (value == old or value.startswith(old + "/")):
+            cfg.data[key] = data_dir.rstrip("/") + value[len(old):]
+
+
 def rebuild(checkpoint: dict, data_dir: str | None = None, evaluation: dict | None = None):
     """Datamodule and model (with the checkpoint's weights) from the config inside a checkpoint.
 
@@ -51,8 +62,8 @@ def rebuild(checkpoint: dict, data_dir: str | None = None, evaluation: dict | No
     """
     cfg: DictConfig = OmegaConf.create(checkpoint["dgm_config"])
     with open_dict(cfg):
-        if data_dir and "data_dir" in cfg.data:
-            cfg.data.data_dir = data_dir
+        if data_dir:
+            relocate_data_paths(cfg, data_dir)
         if evaluation is not None and "evaluation" in cfg.model:
             cfg.model.evaluation = evaluation
     datamodule = builders.build_datamodule(cfg)

@@ -75,3 +75,15 @@ def test_sample_and_eval_without_a_checkpoint_are_one_sentence():
         result = run_cli(prog)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and "pass ckpt_path=" in lines[0], (prog, result.stderr)
+
+
+def test_saved_data_paths_follow_the_data_folder_of_this_machine():
+    from omegaconf import OmegaConf
+
+    from dgm_lab.checkpoints import relocate_data_paths
+
+    cfg = OmegaConf.create({"paths": {"data_dir": "/old/data"}, "data": {
+        "root": "/old/data/CIFAR-10-images", "data_dir": "/old/data", "cache_dir": "/elsewhere/cache", "batch_size": 4}})
+    relocate_data_paths(cfg, "/new/data/")
+    assert cfg.data == {"root": "/new/data/CIFAR-10-images", "data_dir": "/new/data/", "cache_dir": "/elsewhere/cache",
+                        "batch_size": 4}
