@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 
 from dgm_lab import builders
 from dgm_lab.config import CONF_DIR, register_resolvers
-from dgm_lab.models.rbm import RBM
+from dgm_lab.models.boltzmann import RBM
 
 
 class EpochTimer(pl.Callback):

@@ -12,14 +12,14 @@ from dgm_lab import builders
 from dgm_lab.callbacks.modes import mode_coverage
 from dgm_lab.data.toy2d import Grid25DataModule, Ring8DataModule
 from dgm_lab.errors import ConfigError
-from dgm_lab.models.gan import GAN
-from dgm_lab.models.gan_networks import (
+from dgm_lab.models.gan import (
+    GAN,
     DCGANDiscriminator,
     DCGANGenerator,
     MLPDiscriminator,
     MLPGenerator,
-    conv_plan,
 )
+from dgm_lab.models.gan.networks import conv_plan
 
 MODELS = ["gan", "dcgan", "wgan_gp", "sngan"]
 

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from dgm_lab.models.rbm import RBM, RBMLayer
+from dgm_lab.models.boltzmann import RBM, RBMLayer
 
 
 def random_layer(num_visible, num_hidden, visible="bernoulli", num_chains=0, seed=0) -> RBMLayer:

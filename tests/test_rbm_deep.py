@@ -11,9 +11,9 @@ import torch
 
 from dgm_lab.data import DigitsDataModule
 from dgm_lab.metrics.ais import exact_log_partition, unnormalized_log_prob
-from dgm_lab.models.dbm import DBM, DBMParams, mean_field, mean_field_bound
-from dgm_lab.models.dbn import DBN
-from dgm_lab.models.rbm import bernoulli
+from dgm_lab.models.boltzmann import DBM, DBN, DBMParams
+from dgm_lab.models.boltzmann.dbm import mean_field, mean_field_bound
+from dgm_lab.models.boltzmann.layer import bernoulli
 
 SGD = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5)
 

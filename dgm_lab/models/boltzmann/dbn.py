@@ -15,13 +15,8 @@ from torch import nn
 
 from dgm_lab.metrics.ais import annealed_importance_sampling, base_rate_bias, unnormalized_log_prob
 from dgm_lab.models.base import require
-from dgm_lab.models.rbm import (
-    BoltzmannModule,
-    RBMLayer,
-    bernoulli,
-    bernoulli_entropy,
-    device_generator,
-)
+from dgm_lab.models.boltzmann.layer import RBMLayer, bernoulli, bernoulli_entropy, device_generator
+from dgm_lab.models.boltzmann.module import BoltzmannModule
 
 BASE_RATE_EXAMPLES = 10000  # training examples whose up-pass sets a layer's base rates
 

@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 from dgm_lab.models.base import GenerativeModule, require
-from dgm_lab.models.gan_losses import adversarial_loss, gradient_penalty
-from dgm_lab.models.gan_networks import add_spectral_norm, has_batch_norm
+from dgm_lab.models.gan.losses import adversarial_loss, gradient_penalty
+from dgm_lab.models.gan.networks import add_spectral_norm, has_batch_norm
 
 EVAL_NOISE_SEED = 20240  # validation/test fakes use a private generator: no training RNG is consumed
 

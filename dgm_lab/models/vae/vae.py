@@ -18,7 +18,7 @@ from dgm_lab.metrics.likelihood import (
     standard_normal_log_density,
 )
 from dgm_lab.models.base import require
-from dgm_lab.models.likelihood_model import LikelihoodModule
+from dgm_lab.models.vae.likelihood_module import LikelihoodModule
 
 LOG_VAR_RANGE = (-12.0, 8.0)  # clamp keeps exp(log_var) finite under AMP and early training
 
@@ -29,7 +29,7 @@ class VAE(LikelihoodModule):
     Args:
         encoder: factory ``(in_shape, out_shape) -> nn.Module`` mapping x to 2 * latent_dim values.
         decoder: factory ``(in_shape, out_shape) -> nn.Module`` mapping z to likelihood parameters.
-        likelihood: a module from ``dgm_lab.models.likelihoods`` (Bernoulli, Gaussian, ...).
+        likelihood: a module from ``dgm_lab.models.vae.likelihoods`` (Bernoulli, Gaussian, ...).
         latent_dim: size of z.
         beta: weight of the KL term (1 gives the ELBO).
         kl_warmup_steps: KL weight rises linearly from 0 to beta over this many steps (0: off).

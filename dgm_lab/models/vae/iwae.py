@@ -11,7 +11,7 @@ import math
 import torch
 
 from dgm_lab.models.base import require
-from dgm_lab.models.vae import VAE
+from dgm_lab.models.vae.vae import VAE
 
 
 class IWAE(VAE):

@@ -1,0 +1,183 @@
+"""What RBM, DBN and DBM share in Lightning: manual optimization with the CD statistics written
+into ``.grad`` (so any torch optimizer applies them), AIS settings and reporting, data access,
+weight filters and Gibbs sampling settings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+
+from dgm_lab.models.base import GenerativeModule, require
+from dgm_lab.models.boltzmann.layer import RBMLayer
+
+
+def ais_settings(evaluation: dict | None) -> tuple[int, int]:
+    """(num_betas, num_runs) from the ``eval.ais`` block; the papers' 14,500 and 100 by default."""
+    ais = dict((evaluation or {}).get("ais") or {})
+    num_betas, num_runs = int(ais.get("num_betas", 14500)), int(ais.get("num_runs", 100))
+    require(num_betas >= 3, f"eval.ais.num_betas must be at least 3, got {num_betas}.")
+    require(num_runs >= 2, f"eval.ais.num_runs must be at least 2 (for the error bar), got {num_runs}.")
+    return num_betas, num_runs
+
+
+class BoltzmannModule(GenerativeModule):
+    """What RBM, DBN and DBM share: manual optimization with the statistics written into ``.grad``,
+    weight decay on weights only, per-epoch LR schedule, AIS settings, filter grids, Gibbs sampling.
+
+    Args:
+        sample_gibbs_steps: Gibbs sweeps per ``sample()`` chain (ImageSamples grids, dgm-sample).
+        filter_grid_every_n_epochs: PNG grid of first-layer filters every n epochs (0: off).
+        monitor_examples: size of the fixed train/validation subsets used by the epoch monitors.
+        evaluation: the run's ``eval`` block; ``eval.ais.num_betas`` / ``num_runs`` set AIS.
+    """
+
+    def __init__(self, *, sample_gibbs_steps: int = 1000, filter_grid_every_n_epochs: int = 1,
+                 monitor_examples: int = 500, evaluation: dict | None = None,
+                 stage_lr_scale: list[float] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        require(sample_gibbs_steps >= 1, f"model.sample_gibbs_steps must be >= 1, got {sample_gibbs_steps}.")
+        require(monitor_examples >= 1, f"model.monitor_examples must be >= 1, got {monitor_examples}.")
+        self.automatic_optimization = False  # CD statistics are not the gradient of a loss we could backprop
+        self.stage_lr_scale = None if stage_lr_scale is None else [float(scale) for scale in stage_lr_scale]
+        # The stage whose start-up has run; in the checkpoint, so a resume does not start it again.
+        self.register_buffer("started_stage", torch.tensor(-1))
+        self.sample_gibbs_steps = int(sample_gibbs_steps)
+        self.filter_grid_every_n_epochs = int(filter_grid_every_n_epochs)
+        self.monitor_examples = int(monitor_examples)
+        self.ais_num_betas, self.ais_num_runs = ais_settings(evaluation)
+        self.num_visible = math.prod(self.data_shape)
+        self._monitor_cache: dict[str, torch.Tensor] = {}
+
+    # -- optimization ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        # Weight decay (from the optimizer config) on weights only, as in Hinton's practical guide.
+        weights = [p for name, p in self.named_parameters() if name.endswith("weight")]
+        biases = [p for name, p in self.named_parameters() if not name.endswith("weight")]
+        optimizer = self.optimizer_factory([{"params": weights}, {"params": biases, "weight_decay": 0.0}])
+        self.configured_lrs = [group["lr"] for group in optimizer.param_groups]
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
+
+    # -- training stages (DBN: one per layer; DBM: two pretraining RBMs, then joint training) --
+    def stage_starts(self) -> list[int]:
+        """First epoch of each training stage, in order; one stage unless a model says otherwise."""
+        return [0]
+
+    def check_stages(self) -> None:
+        """Validates ``stage_lr_scale`` against the stages; models call it once they are built."""
+        scales, count = self.stage_lr_scale, len(self.stage_starts())
+        require(scales is None or (len(scales) == count and min(scales) > 0),
+                f"model.stage_lr_scale needs {count} positive factors, one per training stage, got {scales}.")
+
+    def stage(self) -> int:
+        """Index of the stage that the current epoch belongs to."""
+        return max(i for i, start in enumerate(self.stage_starts()) if start <= self.current_epoch)
+
+    def begin_stage(self, stage: int) -> None:
+        """Called once when ``stage`` starts (after a resume only if it had not started yet)."""
+
+    def restart_optimizer(self, stage: int) -> None:
+        """A stage trains its parameters afresh: momentum is cleared, the LR is the configured one
+        times ``stage_lr_scale[stage]``, and the scheduler starts again. In a model of several
+        stages a cosine one decays over the stage's own epochs (T_max), so that every layer of a
+        stack gets the whole schedule; a one-stage model keeps the configured T_max."""
+        optimizer = self.optimizers().optimizer
+        optimizer.state.clear()
+        scale = self.stage_lr_scale[stage] if self.stage_lr_scale else 1.0
+        for group, lr in zip(optimizer.param_groups, self.configured_lrs, strict=True):
+            group["lr"] = group["initial_lr"] = lr * scale
+        if self.scheduler_factory is None:
+            return
+        scheduler = self.scheduler_factory(optimizer)
+        starts = self.stage_starts()
+        end = starts[stage + 1] if stage + 1 < len(starts) else self.trainer.max_epochs
+        if len(starts) > 1 and hasattr(scheduler, "T_max") and end is not None and end > starts[stage]:
+            scheduler.T_max = end - starts[stage]
+        self.trainer.lr_scheduler_configs[0].scheduler = scheduler
+
+    def on_train_epoch_start(self) -> None:
+        """Starts the stage this epoch begins, then steps the LR scheduler (manual optimization:
+        Lightning does not) up to the epoch within the stage. Stepping at epoch start (not at
+        epoch end, after the checkpoint was written) keeps a resumed run on the same schedule."""
+        stage = self.stage()
+        if stage > int(self.started_stage):
+            with torch.no_grad():
+                for skipped_or_new in range(int(self.started_stage) + 1, stage + 1):
+                    self.begin_stage(skipped_or_new)
+            self.restart_optimizer(stage)
+            self.started_stage.fill_(stage)
+        scheduler = self.lr_schedulers()
+        while scheduler is not None and scheduler.last_epoch < self.current_epoch - self.stage_starts()[stage]:
+            scheduler.step()
+
+    def configure_callbacks(self):
+        from dgm_lab.callbacks.rbm_monitor import WeightFilters
+
+        return [WeightFilters(self.filter_grid_every_n_epochs)] if self.filter_grid_every_n_epochs > 0 else []
+
+    # -- data ------------------------------------------------------------------------------
+    def train_images(self, split: str = "train", limit: int | None = None, binary: bool = False) -> torch.Tensor | None:
+        """The first ``limit`` images of a split, flattened (N, D) on this device, or None when the
+        datamodule does not hold its splits in memory. ``binary``: grey levels are binarized with
+        a fixed seed (same subset every epoch, global RNG untouched)."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        splits = getattr(datamodule, "splits", None)
+        if not splits or split not in splits:
+            return None
+        key = f"{split}:{limit}:{binary}"
+        if key not in self._monitor_cache:
+            images = splits[split].images[:limit].flatten(1).float()
+            if binary and not bool(((images == 0) | (images == 1)).all()):
+                images = torch.bernoulli(images, generator=torch.Generator().manual_seed(0))
+            self._monitor_cache[key] = images
+        return self._monitor_cache[key].to(self.device)
+
+    def weight_filters(self) -> torch.Tensor:
+        """First-layer filters as images (H, C, h, w), each scaled to [0, 1] by its own range."""
+        weight = self.first_layer().weight.detach().T.float()
+        low, high = weight.min(1, keepdim=True).values, weight.max(1, keepdim=True).values
+        return ((weight - low) / (high - low).clamp_min(1e-12)).reshape(-1, *self.data_shape).cpu()
+
+    def first_layer(self) -> RBMLayer:
+        raise NotImplementedError
+
+    # -- AIS reporting ---------------------------------------------------------------------
+    binary_visible = True  # p(x) <= 1 for every x: the AIS sanity floor below applies
+
+    def log_ais_estimate(self, prefix: str, log_prob_plus_log_z: torch.Tensor, ais) -> None:
+        """Log ``<prefix>`` = mean(log p*(x)) - log Z_hat (nats per example) for a test batch, with
+        the ends of the +/- 3 s.e. interval of Z_hat carried over. ``log_prob_plus_log_z`` is
+        log p*(x) per example, or a lower bound on it."""
+        mean = log_prob_plus_log_z.double().mean()
+        n = len(log_prob_plus_log_z)
+        self.log_dict({prefix: mean - ais.log_z, f"{prefix}_low": mean - ais.log_z_high,
+                       f"{prefix}_high": mean - ais.log_z_low}, on_epoch=True, batch_size=n, sync_dist=True)
+        if self.binary_visible:
+            self.log_z_floor = max(self.log_z_floor, float(log_prob_plus_log_z.max()))
+
+    def log_ais_result(self, ais) -> None:
+        values = {"test/log_z": ais.log_z, "test/log_z_low": ais.log_z_low, "test/log_z_high": ais.log_z_high}
+        self.log_dict({k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}, on_epoch=True)
+        self.diagnostics["test/ais"] = ais.as_dict()
+        self.log_z_floor = -math.inf
+
+    def on_test_epoch_end(self) -> None:
+        """With binary units Z = sum_x p*(x) >= p*(x) for every test image x, so log Z >= the largest
+        log p*(x) (``test/log_z_lower_bound``). AIS errs low when its chains miss modes; an estimate
+        below this floor is certainly wrong, and the log-likelihood it gives certainly too high."""
+        ais = self.diagnostics.get("test/ais")
+        if ais is None or not math.isfinite(getattr(self, "log_z_floor", -math.inf)):
+            return
+        self.log("test/log_z_lower_bound", torch.tensor(self.log_z_floor, dtype=torch.float64), reduce_fx="max",
+                 sync_dist=True)
+        ais["log_z_lower_bound"] = self.log_z_floor
+        ais["certainly_underestimated"] = self.log_z_floor > ais["log_z"]
+        if ais["certainly_underestimated"]:
+            rank_zero_warn(
+                f"AIS log Z = {ais['log_z']:.2f} is below log p*(x) = {self.log_z_floor:.2f} of a test image, so it is "
+                "certainly too low and the test log-likelihood certainly too high: its chains missed modes of the "
+                "model; rerun dgm-eval with more eval.ais.num_betas, and distrust this model's samples and AIS.")
