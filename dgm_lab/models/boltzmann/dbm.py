@@ -19,9 +19,7 @@ from torch import nn
 from dgm_lab.metrics.ais import RBMParams, annealed_importance_sampling, base_rate_bias
 from dgm_lab.models.base import require
 from dgm_lab.models.boltzmann.layer import RBMLayer, bernoulli, bernoulli_entropy, device_generator
-from dgm_lab.models.boltzmann.module import BoltzmannModule
-
-BASE_RATE_EXAMPLES = 10000
+from dgm_lab.models.boltzmann.module import BASE_RATE_EXAMPLES, BoltzmannModule
 
 
 class DBMParams(NamedTuple):
@@ -193,11 +191,6 @@ class DBM(BoltzmannModule):
         p = self.params()
         mu1, _ = mean_field(p, x.flatten(1), self.mean_field_steps)
         return torch.sigmoid(mu1 @ p.w1.T + p.b).reshape(-1, *self.data_shape)
-
-    def validation_step(self, batch, batch_idx):
-        x, _ = batch
-        error = (x - self.reconstruct(x)).flatten(1).pow(2).sum(-1).mean()
-        self.log("val/recon_error", error, on_epoch=True, batch_size=len(x), sync_dist=True)
 
     # -- test: mean-field bound with log Z by AIS ------------------------------------------
     @torch.no_grad()

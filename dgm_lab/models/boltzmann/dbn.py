@@ -16,9 +16,7 @@ from torch import nn
 from dgm_lab.metrics.ais import annealed_importance_sampling, base_rate_bias, unnormalized_log_prob
 from dgm_lab.models.base import require
 from dgm_lab.models.boltzmann.layer import RBMLayer, bernoulli, bernoulli_entropy, device_generator
-from dgm_lab.models.boltzmann.module import BoltzmannModule
-
-BASE_RATE_EXAMPLES = 10000  # training examples whose up-pass sets a layer's base rates
+from dgm_lab.models.boltzmann.module import BASE_RATE_EXAMPLES, BoltzmannModule
 
 
 class DBN(BoltzmannModule):
@@ -124,11 +122,6 @@ class DBN(BoltzmannModule):
         for layer in reversed(self.layers[:depth]):
             h = layer.visible_mean(h)
         return h.reshape(-1, *self.data_shape)
-
-    def validation_step(self, batch, batch_idx):
-        x, _ = batch
-        error = (x - self.reconstruct(x)).flatten(1).pow(2).sum(-1).mean()
-        self.log("val/recon_error", error, on_epoch=True, batch_size=len(x), sync_dist=True)
 
     # -- test: lower bound with log Z of the top RBM by AIS --------------------------------
     @torch.no_grad()

@@ -10,8 +10,11 @@ import math
 import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
-from dgm_lab.models.base import GenerativeModule, require
+from dgm_lab.models.base import decay_weights_only, require
 from dgm_lab.models.boltzmann.layer import RBMLayer
+from dgm_lab.models.stages import StagedModule
+
+BASE_RATE_EXAMPLES = 10000  # training examples whose statistics set base rates (initial biases, AIS base models)
 
 
 def ais_settings(evaluation: dict | None) -> tuple[int, int]:
@@ -23,9 +26,10 @@ def ais_settings(evaluation: dict | None) -> tuple[int, int]:
     return num_betas, num_runs
 
 
-class BoltzmannModule(GenerativeModule):
+class BoltzmannModule(StagedModule):
     """What RBM, DBN and DBM share: manual optimization with the statistics written into ``.grad``,
-    weight decay on weights only, per-epoch LR schedule, AIS settings, filter grids, Gibbs sampling.
+    weight decay on weights only, training stages (``dgm_lab.models.stages``), AIS settings and
+    reporting, the reconstruction-error validation, weight filters, Gibbs sampling.
 
     Args:
         sample_gibbs_steps: Gibbs sweeps per ``sample()`` chain (ImageSamples grids, dgm-sample).
@@ -37,13 +41,10 @@ class BoltzmannModule(GenerativeModule):
     def __init__(self, *, sample_gibbs_steps: int = 1000, filter_grid_every_n_epochs: int = 1,
                  monitor_examples: int = 500, evaluation: dict | None = None,
                  stage_lr_scale: list[float] | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(stage_lr_scale=stage_lr_scale, **kwargs)
         require(sample_gibbs_steps >= 1, f"model.sample_gibbs_steps must be >= 1, got {sample_gibbs_steps}.")
         require(monitor_examples >= 1, f"model.monitor_examples must be >= 1, got {monitor_examples}.")
         self.automatic_optimization = False  # CD statistics are not the gradient of a loss we could backprop
-        self.stage_lr_scale = None if stage_lr_scale is None else [float(scale) for scale in stage_lr_scale]
-        # The stage whose start-up has run; in the checkpoint, so a resume does not start it again.
-        self.register_buffer("started_stage", torch.tensor(-1))
         self.sample_gibbs_steps = int(sample_gibbs_steps)
         self.filter_grid_every_n_epochs = int(filter_grid_every_n_epochs)
         self.monitor_examples = int(monitor_examples)
@@ -52,67 +53,8 @@ class BoltzmannModule(GenerativeModule):
         self._monitor_cache: dict[str, torch.Tensor] = {}
 
     # -- optimization ----------------------------------------------------------------------
-    def configure_optimizers(self):
-        # Weight decay (from the optimizer config) on weights only, as in Hinton's practical guide.
-        weights = [p for name, p in self.named_parameters() if name.endswith("weight")]
-        biases = [p for name, p in self.named_parameters() if not name.endswith("weight")]
-        optimizer = self.optimizer_factory([{"params": weights}, {"params": biases, "weight_decay": 0.0}])
-        self.configured_lrs = [group["lr"] for group in optimizer.param_groups]
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
-
-    # -- training stages (DBN: one per layer; DBM: two pretraining RBMs, then joint training) --
-    def stage_starts(self) -> list[int]:
-        """First epoch of each training stage, in order; one stage unless a model says otherwise."""
-        return [0]
-
-    def check_stages(self) -> None:
-        """Validates ``stage_lr_scale`` against the stages; models call it once they are built."""
-        scales, count = self.stage_lr_scale, len(self.stage_starts())
-        require(scales is None or (len(scales) == count and min(scales) > 0),
-                f"model.stage_lr_scale needs {count} positive factors, one per training stage, got {scales}.")
-
-    def stage(self) -> int:
-        """Index of the stage that the current epoch belongs to."""
-        return max(i for i, start in enumerate(self.stage_starts()) if start <= self.current_epoch)
-
-    def begin_stage(self, stage: int) -> None:
-        """Called once when ``stage`` starts (after a resume only if it had not started yet)."""
-
-    def restart_optimizer(self, stage: int) -> None:
-        """A stage trains its parameters afresh: momentum is cleared, the LR is the configured one
-        times ``stage_lr_scale[stage]``, and the scheduler starts again. In a model of several
-        stages a cosine one decays over the stage's own epochs (T_max), so that every layer of a
-        stack gets the whole schedule; a one-stage model keeps the configured T_max."""
-        optimizer = self.optimizers().optimizer
-        optimizer.state.clear()
-        scale = self.stage_lr_scale[stage] if self.stage_lr_scale else 1.0
-        for group, lr in zip(optimizer.param_groups, self.configured_lrs, strict=True):
-            group["lr"] = group["initial_lr"] = lr * scale
-        if self.scheduler_factory is None:
-            return
-        scheduler = self.scheduler_factory(optimizer)
-        starts = self.stage_starts()
-        end = starts[stage + 1] if stage + 1 < len(starts) else self.trainer.max_epochs
-        if len(starts) > 1 and hasattr(scheduler, "T_max") and end is not None and end > starts[stage]:
-            scheduler.T_max = end - starts[stage]
-        self.trainer.lr_scheduler_configs[0].scheduler = scheduler
-
-    def on_train_epoch_start(self) -> None:
-        """Starts the stage this epoch begins, then steps the LR scheduler (manual optimization:
-        Lightning does not) up to the epoch within the stage. Stepping at epoch start (not at
-        epoch end, after the checkpoint was written) keeps a resumed run on the same schedule."""
-        stage = self.stage()
-        if stage > int(self.started_stage):
-            with torch.no_grad():
-                for skipped_or_new in range(int(self.started_stage) + 1, stage + 1):
-                    self.begin_stage(skipped_or_new)
-            self.restart_optimizer(stage)
-            self.started_stage.fill_(stage)
-        scheduler = self.lr_schedulers()
-        while scheduler is not None and scheduler.last_epoch < self.current_epoch - self.stage_starts()[stage]:
-            scheduler.step()
+    def optimized_parameters(self) -> dict:
+        return {"optimizer": decay_weights_only(self.named_parameters())}
 
     def configure_callbacks(self):
         from dgm_lab.callbacks.rbm_monitor import WeightFilters
@@ -135,6 +77,19 @@ class BoltzmannModule(GenerativeModule):
                 images = torch.bernoulli(images, generator=torch.Generator().manual_seed(0))
             self._monitor_cache[key] = images
         return self._monitor_cache[key].to(self.device)
+
+    # -- monitoring ------------------------------------------------------------------------
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in [0, 1] after a deterministic pass up the model and back down."""
+        raise NotImplementedError
+
+    def reconstruction_error(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared error of ``reconstruct(x)``, summed over pixels, averaged over the batch."""
+        return (x - self.reconstruct(x)).flatten(1).pow(2).sum(-1).mean()
+
+    def validation_step(self, batch, batch_idx):
+        x, _ = batch
+        self.log("val/recon_error", self.reconstruction_error(x), on_epoch=True, batch_size=len(x), sync_dist=True)
 
     def weight_filters(self) -> torch.Tensor:
         """First-layer filters as images (H, C, h, w), each scaled to [0, 1] by its own range."""

@@ -52,6 +52,7 @@ class RBM(BoltzmannModule):
         self.register_buffer("data_mean", torch.zeros(self.num_visible))
         self.register_buffer("data_std", torch.ones(self.num_visible))
         self.register_buffer("data_initialized", torch.tensor(False))
+        self.check_stages()
 
     def first_layer(self) -> RBMLayer:
         return self.rbm
@@ -104,11 +105,6 @@ class RBM(BoltzmannModule):
         recon = self.to_data(self.rbm.visible_mean(self.rbm.hidden_probs(self.to_visible(x))))
         return recon.clamp(0, 1).reshape(-1, *self.data_shape)
 
-    def validation_step(self, batch, batch_idx):
-        x, _ = batch
-        error = (x - self.reconstruct(x)).flatten(1).pow(2).sum(-1).mean()
-        self.log("val/recon_error", error, on_epoch=True, batch_size=len(x), sync_dist=True)
-
     @torch.no_grad()
     def on_validation_epoch_end(self) -> None:
         binary = self.visible == "bernoulli"
@@ -144,8 +140,7 @@ class RBM(BoltzmannModule):
         v = self.to_visible(x)
         log_p_star = unnormalized_log_prob(self.rbm.ais_params(), v) + self.log_jacobian().to(v.device)
         self.log_ais_estimate("test/loglik_ais", log_p_star, self.ais)
-        error = (x - self.reconstruct(x)).flatten(1).pow(2).sum(-1).mean()
-        self.log("test/recon_error", error, on_epoch=True, batch_size=len(x), sync_dist=True)
+        self.log("test/recon_error", self.reconstruction_error(x), on_epoch=True, batch_size=len(x), sync_dist=True)
 
     # -- generation ------------------------------------------------------------------------
     @torch.no_grad()

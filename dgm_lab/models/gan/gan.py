@@ -229,17 +229,8 @@ class GAN(GenerativeModule):
                    "train/real_score": d_out["real_score"], "train/fake_score": d_out["fake_score"]}
         if "gradient_penalty" in d_out:
             metrics["train/gradient_penalty"] = d_out["gradient_penalty"]
-        self._log_iteration(metrics)
+        self.log_train_step({**metrics, "train/generator_step": float(self.generator_steps)})
         return {"loss": metrics["train/d_loss"] + metrics["train/g_loss"]}  # DivergenceGuard reads it
-
-    def _log_iteration(self, metrics: dict[str, torch.Tensor]) -> None:
-        """Log on Lightning's logging iterations only (``self.log`` costs about a small step);
-        averaged over ranks there, so a DDP run logs the global-batch losses."""
-        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
-        if not every or self.generator_steps % every:
-            return
-        metrics = {**metrics, "train/generator_step": float(self.generator_steps)}
-        self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=self._world()[0] > 1)
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -252,27 +243,11 @@ class GAN(GenerativeModule):
         for ema_buffer, buffer in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             ema_buffer.copy_(buffer)
 
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
-        schedulers = self.lr_schedulers()  # manual optimization steps its schedulers itself
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
-            scheduler.step()
-
-    def configure_optimizers(self):
-        """[generator optimizer, discriminator optimizer], from the shared factory plus overrides."""
-        optimizers = [self._build_optimizer(self.generator, "generator_optimizer"),
-                      self._build_optimizer(self.discriminator, "discriminator_optimizer")]
-        if self.scheduler_factory is None:
-            return optimizers
-        return [{"optimizer": o, "lr_scheduler": {"scheduler": self.scheduler_factory(o), "interval": "epoch"}}
-                for o in optimizers]
-
-    def _build_optimizer(self, module: nn.Module, key: str) -> torch.optim.Optimizer:
-        settings = {k: v for k, v in self.optimizer_overrides[key].items() if v is not None}
-        try:
-            return self.optimizer_factory(module.parameters(), **settings)
-        except TypeError as error:
-            require(False, f"model.{key} sets {sorted(settings)}, which this optimizer does not take ({error}); set them to null.")
+    def optimized_parameters(self) -> dict:
+        """Generator optimizer, then discriminator optimizer: the shared factory with each
+        network's ``model.generator_optimizer`` / ``model.discriminator_optimizer`` overrides."""
+        return {"generator_optimizer": self.generator.parameters(),
+                "discriminator_optimizer": self.discriminator.parameters()}
 
     # -- evaluation ---------------------------------------------------------------------------
     def _evaluate(self, batch, batch_idx: int, split: str) -> None:
