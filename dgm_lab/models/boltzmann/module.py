@@ -10,6 +10,7 @@ import math
 import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
+from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.models.base import decay_weights_only, require
 from dgm_lab.models.boltzmann.layer import RBMLayer
 from dgm_lab.models.stages import StagedModule
@@ -33,20 +34,18 @@ class BoltzmannModule(StagedModule):
 
     Args:
         sample_gibbs_steps: Gibbs sweeps per ``sample()`` chain (ImageSamples grids, dgm-sample).
-        filter_grid_every_n_epochs: PNG grid of first-layer filters every n epochs (0: off).
         monitor_examples: size of the fixed train/validation subsets used by the epoch monitors.
         evaluation: the run's ``eval`` block; ``eval.ais.num_betas`` / ``num_runs`` set AIS.
     """
 
-    def __init__(self, *, sample_gibbs_steps: int = 1000, filter_grid_every_n_epochs: int = 1,
-                 monitor_examples: int = 500, evaluation: dict | None = None,
+    def __init__(self, *, sample_gibbs_steps: int = 1000, monitor_examples: int = 500,
+                 evaluation: dict | None = None,
                  stage_lr_scale: list[float] | None = None, **kwargs):
         super().__init__(stage_lr_scale=stage_lr_scale, **kwargs)
         require(sample_gibbs_steps >= 1, f"model.sample_gibbs_steps must be >= 1, got {sample_gibbs_steps}.")
         require(monitor_examples >= 1, f"model.monitor_examples must be >= 1, got {monitor_examples}.")
         self.automatic_optimization = False  # CD statistics are not the gradient of a loss we could backprop
         self.sample_gibbs_steps = int(sample_gibbs_steps)
-        self.filter_grid_every_n_epochs = int(filter_grid_every_n_epochs)
         self.monitor_examples = int(monitor_examples)
         self.ais_num_betas, self.ais_num_runs = ais_settings(evaluation)
         self.num_visible = math.prod(self.data_shape)
@@ -56,23 +55,21 @@ class BoltzmannModule(StagedModule):
     def optimized_parameters(self) -> dict:
         return {"optimizer": decay_weights_only(self.named_parameters())}
 
-    def configure_callbacks(self):
-        from dgm_lab.callbacks.rbm_monitor import WeightFilters
-
-        return [WeightFilters(self.filter_grid_every_n_epochs)] if self.filter_grid_every_n_epochs > 0 else []
-
     # -- data ------------------------------------------------------------------------------
     def train_images(self, split: str = "train", limit: int | None = None, binary: bool = False) -> torch.Tensor | None:
         """The first ``limit`` images of a split, flattened (N, D) on this device, or None when the
-        datamodule does not hold its splits in memory. ``binary``: grey levels are binarized with
-        a fixed seed (same subset every epoch, global RNG untouched)."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        splits = getattr(datamodule, "splits", None)
-        if not splits or split not in splits:
+        datamodule does not hold its splits in memory (``InMemoryImageData``) or has no such split.
+        ``binary``: grey levels are binarized with a fixed seed (same subset every epoch, global
+        RNG untouched)."""
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if not isinstance(datamodule, InMemoryImageData):
             return None
         key = f"{split}:{limit}:{binary}"
         if key not in self._monitor_cache:
-            images = splits[split].images[:limit].flatten(1).float()
+            images = datamodule.split_images(split, limit)
+            if images is None:
+                return None
+            images = images.flatten(1).float()
             if binary and not bool(((images == 0) | (images == 1)).all()):
                 images = torch.bernoulli(images, generator=torch.Generator().manual_seed(0))
             self._monitor_cache[key] = images
@@ -92,7 +89,8 @@ class BoltzmannModule(StagedModule):
         self.log("val/recon_error", self.reconstruction_error(x), on_epoch=True, batch_size=len(x), sync_dist=True)
 
     def weight_filters(self) -> torch.Tensor:
-        """First-layer filters as images (H, C, h, w), each scaled to [0, 1] by its own range."""
+        """First-layer filters as images (H, C, h, w), each scaled to [0, 1] by its own range
+        (``HasWeightFilters``: the WeightFilters callback writes them)."""
         weight = self.first_layer().weight.detach().T.float()
         low, high = weight.min(1, keepdim=True).values, weight.max(1, keepdim=True).values
         return ((weight - low) / (high - low).clamp_min(1e-12)).reshape(-1, *self.data_shape).cpu()

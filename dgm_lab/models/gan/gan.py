@@ -8,9 +8,9 @@ One Lightning training step is one generator iteration:
 2. one generator step on ``accumulate`` micro-batches of the same size;
 3. the EMA generator is updated and ``generator_steps`` (saved in checkpoints) advances by one.
 
-So that one Lightning batch carries all the real data of an iteration, the GAN sets the
-datamodule's batch size to ``data.batch_size * n_critic * accumulate`` at fit start and splits each
-batch into micro-batches. Lightning's ``batch_idx``, ``log_every_n_steps`` and
+So that one Lightning batch carries all the real data of an iteration, the GAN asks the
+datamodule at fit start for ``n_critic * accumulate`` batches of ``data.batch_size`` per step
+(``InMemoryImageData.set_batches_per_step``) and splits each batch into micro-batches. Lightning's ``batch_idx``, ``log_every_n_steps`` and
 ``val_check_interval`` (hence checkpoint intervals, checkpoints being written at validation) then
 count generator iterations. ``trainer.global_step`` counts optimizer steps, n_critic + 1 per
 iteration; ``model.max_generator_steps`` bounds training in generator iterations.
@@ -39,6 +39,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.models.base import GenerativeModule, require
 from dgm_lab.models.gan.losses import adversarial_loss, gradient_penalty
 from dgm_lab.models.gan.networks import add_spectral_norm, has_batch_norm
@@ -189,13 +190,16 @@ class GAN(GenerativeModule):
     def setup(self, stage: str) -> None:
         """One Lightning batch = all real data of one generator iteration (see module docstring)."""
         datamodule = self.trainer.datamodule if self._trainer is not None else None
-        per_iteration = self.n_critic * self.accumulate
-        if stage != "fit" or datamodule is None or per_iteration == 1:
+        if stage != "fit" or datamodule is None:
             return
-        require(hasattr(datamodule, "batch_size"), "the GAN needs a datamodule with a batch_size attribute.")
-        micro = getattr(datamodule, "gan_micro_batch_size", None) or datamodule.batch_size
-        datamodule.gan_micro_batch_size = micro  # remembered: a second fit must not multiply again
-        datamodule.batch_size = micro * per_iteration
+        per_iteration = self.n_critic * self.accumulate
+        if isinstance(datamodule, InMemoryImageData):
+            datamodule.set_batches_per_step(per_iteration)
+            return
+        require(per_iteration == 1,
+                f"model.n_critic x model.accumulate = {per_iteration} micro-batches per generator iteration need a "
+                f"datamodule that implements dgm_lab.data.contract.InMemoryImageData, which "
+                f"{type(datamodule).__name__} does not: set model.n_critic=1 and model.accumulate=1.")
 
     def training_step(self, batch, batch_idx):
         x, y = batch
