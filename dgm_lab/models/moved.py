@@ -1,4 +1,5 @@
-"""Class paths that moved when the models became one package per family: old ``_target_`` -> new.
+"""Class paths that moved when the models became one package per family: old ``_target_`` -> new;
+and the model settings that went away.
 
 Checkpoints and run folders written before the move store the old strings; loading them
 rewrites each ``_target_`` found here. Paths that did not change (``dgm_lab.models.vae.VAE``,
@@ -32,4 +33,12 @@ MOVED_TARGETS: dict[str, str] = {
     "dgm_lab.models.dbn.DBN": "dgm_lab.models.boltzmann.DBN",
     "dgm_lab.models.dbm.DBM": "dgm_lab.models.boltzmann.DBM",
     "dgm_lab.models.dbm.DBMParams": "dgm_lab.models.boltzmann.DBMParams",
+}
+
+# Model settings that no longer exist, per class (new path): drop them from an old config before
+# rebuilding its model. The filter-grid interval moved to ``callbacks.weight_filters.every_n_epochs``.
+REMOVED_MODEL_KEYS: dict[str, list[str]] = {
+    "dgm_lab.models.boltzmann.RBM": ["filter_grid_every_n_epochs"],
+    "dgm_lab.models.boltzmann.DBN": ["filter_grid_every_n_epochs"],
+    "dgm_lab.models.boltzmann.DBM": ["filter_grid_every_n_epochs"],
 }
