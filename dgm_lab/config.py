@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dgm_lab.errors import CheckpointError, ConfigError
+from dgm_lab.models.schemas import register_model_schemas
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 RESOLVED_CONFIG = "config.yaml"  # the resolved config, saved in every run folder
@@ -66,6 +67,7 @@ def register_resolvers() -> None:
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    register_model_schemas()  # the schemas of conf/model, in Hydra's ConfigStore
 
 
 # (config key, test, message): checked before anything is built, so a bad value fails in a second.
@@ -74,9 +76,6 @@ RULES = [
     ("optimizer.weight_decay", lambda v: v >= 0, "optimizer.weight_decay must be non-negative"),
     ("data.batch_size", lambda v: isinstance(v, int) and v >= 1, "data.batch_size must be a positive integer"),
     ("data.num_workers", lambda v: isinstance(v, int) and v >= 0, "data.num_workers must be a non-negative integer"),
-    ("model.latent_dim", lambda v: isinstance(v, int) and v >= 1, "model.latent_dim must be a positive integer"),
-    ("model.beta", lambda v: v >= 0, "model.beta must be non-negative"),
-    ("model.k", lambda v: isinstance(v, int) and v >= 1, "model.k (importance samples) must be a positive integer"),
     ("trainer.max_epochs", lambda v: v is None or v == -1 or v >= 1, "trainer.max_epochs must be >= 1 (or -1 for no limit)"),
     ("eval.iwae_k", lambda v: isinstance(v, int) and v >= 1, "eval.iwae_k must be a positive integer"),
 ]

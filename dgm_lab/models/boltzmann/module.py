@@ -5,6 +5,7 @@ weight filters and Gibbs sampling settings.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -12,6 +13,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.models.base import decay_weights_only, require
+from dgm_lab.models.boltzmann.config import BoltzmannConfig
 from dgm_lab.models.boltzmann.layer import RBMLayer
 from dgm_lab.models.stages import StagedModule
 
@@ -33,20 +35,25 @@ class BoltzmannModule(StagedModule):
     reporting, the reconstruction-error validation, weight filters, Gibbs sampling.
 
     Args:
+        evaluation: the run's ``eval`` block; ``eval.ais.num_betas`` / ``num_runs`` set AIS.
+
+    Settings (``settings_class``, a ``BoltzmannConfig`` in dgm_lab/models/boltzmann/config.py,
+    checked there): the model's own and those every Boltzmann machine has:
         sample_gibbs_steps: Gibbs sweeps per ``sample()`` chain (ImageSamples grids, dgm-sample).
         monitor_examples: size of the fixed train/validation subsets used by the epoch monitors.
-        evaluation: the run's ``eval`` block; ``eval.ais.num_betas`` / ``num_runs`` set AIS.
+        stage_lr_scale: null, or one LR factor per training stage (``dgm_lab.models.stages``).
     """
 
-    def __init__(self, *, sample_gibbs_steps: int = 1000, monitor_examples: int = 500,
-                 evaluation: dict | None = None,
-                 stage_lr_scale: list[float] | None = None, **kwargs):
-        super().__init__(stage_lr_scale=stage_lr_scale, **kwargs)
-        require(sample_gibbs_steps >= 1, f"model.sample_gibbs_steps must be >= 1, got {sample_gibbs_steps}.")
-        require(monitor_examples >= 1, f"model.monitor_examples must be >= 1, got {monitor_examples}.")
+    settings_class: type[BoltzmannConfig] = BoltzmannConfig
+
+    def __init__(self, *, evaluation: dict | None = None, **kwargs):
+        settings = self.settings_class.take(kwargs)
+        super().__init__(stage_lr_scale=settings.stage_lr_scale, **kwargs)
+        self.settings = settings
+        self.save_hyperparameters(dataclasses.asdict(settings), logger=False)
         self.automatic_optimization = False  # CD statistics are not the gradient of a loss we could backprop
-        self.sample_gibbs_steps = int(sample_gibbs_steps)
-        self.monitor_examples = int(monitor_examples)
+        self.sample_gibbs_steps = settings.sample_gibbs_steps
+        self.monitor_examples = settings.monitor_examples
         self.ais_num_betas, self.ais_num_runs = ais_settings(evaluation)
         self.num_visible = math.prod(self.data_shape)
         self._monitor_cache: dict[str, torch.Tensor] = {}

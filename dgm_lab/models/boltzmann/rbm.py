@@ -10,6 +10,7 @@ import torch
 
 from dgm_lab.metrics.ais import annealed_importance_sampling, base_rate_bias, unnormalized_log_prob
 from dgm_lab.models.base import require
+from dgm_lab.models.boltzmann.config import RBMConfig
 from dgm_lab.models.boltzmann.layer import RBMLayer, bernoulli, device_generator
 from dgm_lab.models.boltzmann.module import BoltzmannModule
 
@@ -19,7 +20,7 @@ GAUSSIAN_MIN_STD = 0.05  # pixels that never vary (MNIST borders) are not divide
 class RBM(BoltzmannModule):
     """Bernoulli-Bernoulli or Gaussian-Bernoulli RBM on flattened images.
 
-    Args:
+    Settings (``RBMConfig``, dgm_lab/models/boltzmann/config.py, checked there):
         num_hidden: H, number of binary hidden units.
         visible: "bernoulli" (binarized data, or grey levels as probabilities) or "gaussian"
             (each pixel standardized with the training set's mean and std; unit variance).
@@ -39,15 +40,14 @@ class RBM(BoltzmannModule):
     def binary_visible(self) -> bool:
         return self.visible == "bernoulli"  # Gaussian units have densities: log p(x) > 0 is possible
 
-    def __init__(self, num_hidden: int = 500, visible: str = "bernoulli", cd_k: int = 1, persistent: bool = False,
-                 num_chains: int = 100, init_std: float = 0.01, **kwargs):
+    settings_class = RBMConfig
+
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        require(num_hidden >= 1, f"model.num_hidden must be a positive integer, got {num_hidden}.")
-        require(cd_k >= 1, f"model.cd_k must be at least 1, got {cd_k}.")
-        require(num_chains >= 1 or not persistent, f"model.num_chains must be >= 1 with persistent CD, got {num_chains}.")
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        self.cd_k, self.persistent, self.visible = int(cd_k), bool(persistent), visible
-        self.rbm = RBMLayer(self.num_visible, num_hidden, visible, num_chains if persistent else 0, init_std=init_std)
+        settings = self.settings
+        self.cd_k, self.persistent, self.visible = settings.cd_k, settings.persistent, settings.visible
+        self.rbm = RBMLayer(self.num_visible, settings.num_hidden, settings.visible,
+                            settings.num_chains if settings.persistent else 0, init_std=settings.init_std)
         # Gaussian units see standardized pixels; the statistics travel in the checkpoint.
         self.register_buffer("data_mean", torch.zeros(self.num_visible))
         self.register_buffer("data_std", torch.ones(self.num_visible))

@@ -34,6 +34,7 @@ between a backward pass and the step that consumes its gradients.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -41,6 +42,7 @@ from torch import nn
 
 from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.models.base import GenerativeModule, require
+from dgm_lab.models.gan.config import GANConfig
 from dgm_lab.models.gan.losses import adversarial_loss, gradient_penalty
 from dgm_lab.models.gan.networks import add_spectral_norm, has_batch_norm
 
@@ -53,6 +55,8 @@ class GAN(GenerativeModule):
     Args:
         generator: factory ``(latent_dim, out_shape, num_classes, out_activation) -> nn.Module``.
         discriminator: factory ``(in_shape, num_classes) -> nn.Module`` returning scores (B,).
+
+    Settings (``GANConfig``, dgm_lab/models/gan/config.py, checked there):
         latent_dim: size of z ~ N(0, I).
         loss: ``non_saturating | minimax | wasserstein | hinge | least_squares``.
         n_critic: discriminator steps per generator step.
@@ -71,41 +75,32 @@ class GAN(GenerativeModule):
     # monitor.metric=val/modes_covered monitor.mode=max keeps the best-covering one instead.
     default_monitor = ("val/generator_step", "max")
 
-    def __init__(self, generator: Callable, discriminator: Callable, latent_dim: int = 64,
-                 loss: str = "non_saturating", n_critic: int = 1, gp_weight: float = 0.0,
-                 spectral_norm: bool = False, conditional: bool = False, accumulate: int = 1,
-                 max_generator_steps: int | None = None, ema: dict | None = None,
-                 generator_optimizer: dict | None = None, discriminator_optimizer: dict | None = None,
-                 **kwargs):
+    settings_class = GANConfig
+
+    def __init__(self, generator: Callable, discriminator: Callable, **kwargs):
+        settings = self.settings_class.take(kwargs)
         super().__init__(**kwargs)
+        self.settings = settings
         self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer", "scheduler"], logger=False)
-        ema = {"enabled": True, "decay": 0.999, "start_step": 0, **(ema or {})}
-        require(latent_dim >= 1, f"model.latent_dim must be at least 1, got {latent_dim}.")
-        require(n_critic >= 1 and accumulate >= 1, "model.n_critic and model.accumulate must be at least 1.")
-        require(gp_weight >= 0, f"model.gp_weight must be non-negative, got {gp_weight}.")
-        require(0.0 <= ema["decay"] < 1.0, f"model.ema.decay must be in [0, 1), got {ema['decay']}.")
-        require(max_generator_steps is None or max_generator_steps >= 1,
-                "model.max_generator_steps must be a positive integer or null.")
-        require(not conditional or self.num_classes >= 2,
+        self.save_hyperparameters(dataclasses.asdict(settings), logger=False)
+        require(not settings.conditional or self.num_classes >= 2,
                 f"model.conditional=true needs labelled data with 2 or more classes, this data has {self.num_classes}.")
-        self.loss = adversarial_loss(loss)
-        require(not self.loss.needs_lipschitz or gp_weight > 0 or spectral_norm,
-                f"model.loss={loss} needs a Lipschitz critic: set model.gp_weight (10 in WGAN-GP) or model.spectral_norm=true.")
-        self.latent_dim, self.n_critic, self.accumulate = latent_dim, n_critic, accumulate
-        self.gp_weight, self.conditional = gp_weight, conditional
-        self.max_generator_steps = max_generator_steps
-        self.ema_enabled, self.ema_decay, self.ema_start = bool(ema["enabled"]), float(ema["decay"]), int(ema["start_step"])
-        self.optimizer_overrides = {"generator_optimizer": dict(generator_optimizer or {}),
-                                    "discriminator_optimizer": dict(discriminator_optimizer or {})}
+        self.loss = adversarial_loss(settings.loss)
+        self.latent_dim, self.n_critic, self.accumulate = settings.latent_dim, settings.n_critic, settings.accumulate
+        self.gp_weight, self.conditional = settings.gp_weight, settings.conditional
+        self.max_generator_steps = settings.max_generator_steps
+        ema = settings.ema
+        self.ema_enabled, self.ema_decay, self.ema_start = ema.enabled, float(ema.decay), ema.start_step
+        self.optimizer_overrides = {"generator_optimizer": dict(settings.generator_optimizer or {}),
+                                    "discriminator_optimizer": dict(settings.discriminator_optimizer or {})}
         self.is_image = len(self.data_shape) == 3
-        classes = self.num_classes if conditional else 0
-        self.generator = generator(latent_dim=latent_dim, out_shape=self.data_shape, num_classes=classes,
+        classes = self.num_classes if self.conditional else 0
+        self.generator = generator(latent_dim=self.latent_dim, out_shape=self.data_shape, num_classes=classes,
                                    out_activation="tanh" if self.is_image else "none")
         self.discriminator = discriminator(in_shape=self.data_shape, num_classes=classes)
-        if spectral_norm:
+        if settings.spectral_norm:
             add_spectral_norm(self.discriminator)
-        require(gp_weight == 0 or not has_batch_norm(self.discriminator),
+        require(self.gp_weight == 0 or not has_batch_norm(self.discriminator),
                 "the gradient penalty is per example and batch norm mixes examples: set model.discriminator.norm=none.")
         # Holds both weight sets in every checkpoint; never trained, so DDP ignores it.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if self.ema_enabled else None
