@@ -52,6 +52,7 @@ def register_model_schemas() -> None:
     from dgm_lab.models.vae.config import SCHEMAS as VAE
 
     store = ConfigStore.instance()
+    store.store(group="model/schema", name="wiring", node=dict(WIRING))  # for a model without a family schema
     for name, schema in {**VAE, **GAN, **BOLTZMANN}.items():
         store.store(group="model/schema", name=name, node=schema_node(schema))
 

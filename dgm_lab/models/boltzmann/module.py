@@ -57,6 +57,7 @@ class BoltzmannModule(StagedModule):
         self.ais_num_betas, self.ais_num_runs = ais_settings(evaluation)
         self.num_visible = math.prod(self.data_shape)
         self._monitor_cache: dict[str, torch.Tensor] = {}
+        self.log_z_floor = -math.inf  # the largest log p*(x) of a test image so far (log_ais_estimate)
 
     # -- optimization ----------------------------------------------------------------------
     def optimized_parameters(self) -> dict:
@@ -130,7 +131,7 @@ class BoltzmannModule(StagedModule):
         log p*(x) (``test/log_z_lower_bound``). AIS errs low when its chains miss modes; an estimate
         below this floor is certainly wrong, and the log-likelihood it gives certainly too high."""
         ais = self.diagnostics.get("test/ais")
-        if ais is None or not math.isfinite(getattr(self, "log_z_floor", -math.inf)):
+        if ais is None or not math.isfinite(self.log_z_floor):
             return
         self.log("test/log_z_lower_bound", torch.tensor(self.log_z_floor, dtype=torch.float64), reduce_fx="max",
                  sync_dist=True)
