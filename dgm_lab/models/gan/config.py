@@ -3,7 +3,7 @@ discriminator are ``_target_`` nodes of the YAML files (``conf/model/gan_network
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dgm_lab.models.base import require
 from dgm_lab.models.gan.losses import adversarial_loss
@@ -34,7 +34,7 @@ class GANConfig(ModelSettings):
     conditional: bool = False  # class-conditional G (label embedding) and projection D
     accumulate: int = setting(1, minimum=1)  # micro-batches of data.batch_size per optimizer step
     max_generator_steps: int | None = setting(None, minimum=1)  # stop after this many generator iterations
-    ema: EMAConfig = setting({})
+    ema: EMAConfig = field(default_factory=EMAConfig)  # a mapping of EMAConfig settings in the YAML
     # Per-network optimizer settings ({lr, betas}) over the shared ``optimizer`` factory (TTUR);
     # null values keep the factory's.
     generator_optimizer: dict | None = setting({"lr": None, "betas": None})
