@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 
 from dgm_lab import builders
 from dgm_lab.config import CONF_DIR, register_resolvers
-from dgm_lab.models.rbm import RBM
+from dgm_lab.models.boltzmann import RBM
 
 
 class EpochTimer(pl.Callback):
@@ -69,7 +69,7 @@ def hand_written_ms_per_step(cfg, epochs: int) -> float:
     builders.fill_data_fields(cfg, datamodule)
     model = builders.build_model(cfg)
     datamodule.setup()
-    images = datamodule.splits["train"].images
+    images = datamodule.split_images("train")
     batch = cfg.data.batch_size
     optimizer = hydra.utils.instantiate(cfg.optimizer)(model.parameters())
     times, steps = [], []

@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dgm_lab import builders
+from dgm_lab.config import upgrade_saved_config
 from dgm_lab.errors import CheckpointError
 from dgm_lab.run_folder import CHECKPOINTS, RunFolder
 
@@ -60,7 +61,7 @@ def rebuild(checkpoint: dict, data_dir: str | None = None, evaluation: dict | No
     ``data_dir`` replaces the data folder recorded at training time (it may be another machine's);
     ``evaluation`` replaces the model's evaluation settings (e.g. iwae_k).
     """
-    cfg: DictConfig = OmegaConf.create(checkpoint["dgm_config"])
+    cfg: DictConfig = upgrade_saved_config(OmegaConf.create(checkpoint["dgm_config"]))
     with open_dict(cfg):
         if data_dir:
             relocate_data_paths(cfg, data_dir)

@@ -8,10 +8,12 @@ import os
 import secrets
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dgm_lab import run_folder
 from dgm_lab.errors import CheckpointError
+from dgm_lab.models.moved import MOVED_TARGETS, REMOVED_MODEL_KEYS
+from dgm_lab.models.schemas import check_model_config, register_model_schemas
 from dgm_lab.settings import EvaluationSettings, OptimizerSettings, check_trainer_limits
 
 
@@ -75,22 +77,50 @@ def register_resolvers() -> None:
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    register_model_schemas()  # the schemas of conf/model, in Hydra's ConfigStore
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first out-of-range run-level value, before anything is built.
 
-    Only settings that no constructor owns are checked here (``dgm_lab.settings``); a model's
-    settings are checked by its typed config, a dataset's by its datamodule."""
+    Run-level settings (``dgm_lab.settings``) and the model's typed settings (its family's
+    ``config.py``, the dataclass its constructor uses) are checked here; a dataset's settings by
+    its datamodule, which is built next."""
     EvaluationSettings.from_config(cfg.get("eval"))
     if cfg.get("optimizer") is not None:
         OptimizerSettings.from_config(cfg.optimizer)
     check_trainer_limits(cfg.get("trainer"))
+    if cfg.get("model") is not None and "_target_" in cfg.model:
+        check_model_config(cfg.model)
 
 
 def load_run_config(folder: str) -> DictConfig:
-    """The resolved config a run saved, for resume, eval and sample."""
+    """The resolved config a run saved, for resume, eval and sample (upgraded to today's class paths)."""
     path = run_folder.RunFolder(folder).config
     if not path.exists():
         raise CheckpointError(f"{folder} is not a dgm-lab run folder (no {run_folder.CONFIG}); pass the folder a run printed.")
-    return OmegaConf.load(path)
+    return upgrade_saved_config(OmegaConf.load(path))
+
+
+def upgrade_saved_config(cfg: DictConfig) -> DictConfig:
+    """A config saved by an earlier version, rewritten in place for this one: every ``_target_``
+    that moved (``dgm_lab.models.moved.MOVED_TARGETS``, nested nodes included) and the model
+    settings that no longer exist (``REMOVED_MODEL_KEYS``) dropped. Returns ``cfg``."""
+    def rewrite(node) -> None:
+        if isinstance(node, DictConfig):
+            target = node.get("_target_") if "_target_" in node else None
+            if isinstance(target, str) and target in MOVED_TARGETS:
+                node._target_ = MOVED_TARGETS[target]
+            for value in node.values():
+                rewrite(value)
+        elif OmegaConf.is_list(node):
+            for value in node:
+                rewrite(value)
+
+    with open_dict(cfg):
+        rewrite(cfg)
+        model = cfg.get("model")
+        if isinstance(model, DictConfig):
+            for key in REMOVED_MODEL_KEYS.get(model.get("_target_"), []):
+                model.pop(key, None)
+    return cfg

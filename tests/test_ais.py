@@ -17,8 +17,7 @@ from dgm_lab.metrics.ais import (
     exact_log_partition,
     summarize_log_weights,
 )
-from dgm_lab.models.dbm import DBMParams
-from dgm_lab.models.rbm import RBMLayer
+from dgm_lab.models.boltzmann import DBMParams, RBMLayer
 
 TOLERANCE_NATS = 0.1  # the bar for AIS against the exact log Z
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,11 @@ from omegaconf import OmegaConf
 from dgm_lab import builders
 from dgm_lab.config import CONF_DIR, validate
 from dgm_lab.errors import ConfigError
+from dgm_lab.models.boltzmann import RBM
+from dgm_lab.models.gan import GAN, MLPDiscriminator, MLPGenerator
+from dgm_lab.models.networks import MLP
+from dgm_lab.models.schemas import check_model_config
+from dgm_lab.models.vae import VAE, Bernoulli
 from tests.conftest import run_cli
 
 GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "metrics", "evaluation",
@@ -110,10 +117,8 @@ def test_optimizer_swaps_on_command_line(compose_train):
 
 @pytest.mark.parametrize("override,key", [
     ("optimizer.lr=-0.1", "optimizer.lr"),
-    ("model.latent_dim=0", "model.latent_dim"),
     ("data.batch_size=0", "data.batch_size"),
     ("eval.iwae_k=0", "eval.iwae_k"),
-    ("model.beta=-1", "model.beta"),
 ])
 def test_out_of_range_values_are_named(compose_train, override, key):
     """What dgm-train checks before training: run-level settings, then the datamodule's and the
@@ -126,6 +131,49 @@ def test_out_of_range_values_are_named(compose_train, override, key):
         builders.build_model(cfg)
 
 
+MODEL_SETTING_ERRORS = [
+    (["model.latent_dim=0"], "model.latent_dim must be a positive integer, got 0."),
+    (["model.latent_dim=abc"], "model.latent_dim must be a positive integer, got 'abc'."),
+    (["model.beta=-1"], "model.beta must be a non-negative number, got -1."),
+    (["model=iwae", "model.k=0"], "model.k must be a positive integer, got 0."),
+    (["model=iwae", "model.beta=2"], "model=iwae trains the plain k-sample bound"),
+    (["model=gan", "model.n_critic=0"], "model.n_critic must be a positive integer, got 0."),
+    (["model=dcgan", "model.ema.decay=1.5"], "model.ema.decay must be in [0, 1), got 1.5."),
+    (["model=gan", "model.loss=wasserstein"], "model.loss=wasserstein needs a Lipschitz critic"),
+    (["model=gan", "model.max_generator_steps=0"], "model.max_generator_steps must be a positive integer or null"),
+    (["model=rbm", "model.cd_k=0"], "model.cd_k must be a positive integer, got 0."),
+    (["model=rbm", "model.persistent=maybe"], "model.persistent must be true or false, got 'maybe'."),
+    (["model=dbn", "model.layers=[0]"], "model.layers must list positive layer sizes, got [0]."),
+    (["model=dbn", "model.layers=[8,x]"], "model.layers must be a list of integers, got [8, 'x']."),
+    (["model=dbm", "model.layers=[8]"], "model.layers must be two positive sizes [H1, H2], got [8]."),
+    (["model=dbm", "model.chain_init=random"], "model.chain_init must be data or noise, got 'random'."),
+]
+
+
+@pytest.mark.parametrize("overrides,message", MODEL_SETTING_ERRORS)
+def test_model_settings_are_checked_once_by_their_schema(compose_train, overrides, message):
+    """The family's settings dataclass judges a composed config before anything is built, and
+    building the model says the same sentence: the check lives in one place."""
+    cfg = compose_train([*overrides, "data=digits"])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_model_config(cfg.model)
+    builders.fill_data_fields(cfg, builders.build_datamodule(cfg))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        builders.build_model(cfg)
+
+
+def test_direct_construction_is_checked_by_the_same_schema():
+    optimizer = functools.partial(torch.optim.SGD, lr=0.1)
+    with pytest.raises(ConfigError, match=re.escape("model.num_hidden must be a positive integer, got 0.")):
+        RBM(num_hidden=0, data_shape=[1, 8, 8], num_classes=10, optimizer=optimizer)
+    with pytest.raises(ConfigError, match=re.escape("model.latent_dim must be a positive integer, got 0.")):
+        VAE(encoder=MLP, decoder=MLP, likelihood=Bernoulli(), latent_dim=0, data_shape=[1, 8, 8], num_classes=10,
+            optimizer=optimizer)
+    with pytest.raises(ConfigError, match=re.escape("model.ema has no setting 'decy'")):
+        GAN(generator=MLPGenerator, discriminator=MLPDiscriminator, ema={"decy": 0.5}, data_shape=[2], num_classes=8,
+            optimizer=optimizer)
+
+
 def test_conv_vae_rejects_indivisible_image(compose_train):
     cfg = compose_train(["model=conv_vae", "data=digits", "model.encoder.channels=[8,8,8,8]"])
     datamodule = builders.build_datamodule(cfg)
@@ -134,16 +182,17 @@ def test_conv_vae_rejects_indivisible_image(compose_train):
         builders.build_model(cfg)
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["model=no_such_model"], "no_such_model"),
-    (["data.batchsize=3"], "batchsize"),
-    (["optimizer.lr=-1"], "optimizer.lr must be positive"),
-    (["model=dbn", "data=digits", "model.stage_lr_scale=[1.0]"], "model.stage_lr_scale needs 2 positive factors"),
-    (["model=dbm", "data=digits", "model.chain_init=random"], "model.chain_init must be data or noise"),
+@pytest.mark.parametrize("args,expected,exit_code", [
+    (["model=no_such_model"], "no_such_model", 1),  # Hydra's own composition errors
+    (["data.batchsize=3"], "batchsize", 1),
+    (["optimizer.lr=-1"], "optimizer.lr must be positive", 2),
+    (["data=digits", "model.latent_dim=abc"], "model.latent_dim must be a positive integer, got 'abc'.", 2),
+    (["model=dbn", "data=digits", "model.stage_lr_scale=[1.0]"], "model.stage_lr_scale needs 2 positive factors", 2),
+    (["model=dbm", "data=digits", "model.chain_init=random"], "model.chain_init must be data or noise", 2),
 ])
-def test_cli_rejects_bad_overrides_with_one_message(tmp_path, args, expected):
+def test_cli_rejects_bad_overrides_with_one_message(tmp_path, args, expected, exit_code):
     result = run_cli("dgm-train", *args, f"hydra.run.dir={tmp_path / 'run'}", "logger=none")
-    assert result.returncode != 0
+    assert result.returncode == exit_code
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()  # failed before training

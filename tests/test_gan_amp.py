@@ -14,8 +14,7 @@ import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
 
 from dgm_lab.data.toy2d import Ring8DataModule
-from dgm_lab.models.gan import GAN
-from dgm_lab.models.gan_networks import MLPDiscriminator, MLPGenerator
+from dgm_lab.models.gan import GAN, MLPDiscriminator, MLPGenerator
 
 
 class RecordingScaler(torch.amp.GradScaler):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dgm_lab.errors import ConfigError
-from dgm_lab.models.gan_losses import LOSSES, adversarial_loss, gradient_penalty
+from dgm_lab.models.gan.losses import LOSSES, adversarial_loss, gradient_penalty
 
 REAL = [2.0, -1.0]  # discriminator outputs (logits / critic scores) on real examples
 FAKE = [0.5, -3.0]  # ... on generated examples

@@ -12,14 +12,14 @@ from dgm_lab import builders
 from dgm_lab.callbacks.modes import mode_coverage
 from dgm_lab.data.toy2d import Grid25DataModule, Ring8DataModule
 from dgm_lab.errors import ConfigError
-from dgm_lab.models.gan import GAN
-from dgm_lab.models.gan_networks import (
+from dgm_lab.models.gan import (
+    GAN,
     DCGANDiscriminator,
     DCGANGenerator,
     MLPDiscriminator,
     MLPGenerator,
-    conv_plan,
 )
+from dgm_lab.models.gan.networks import conv_plan
 
 MODELS = ["gan", "dcgan", "wgan_gp", "sngan"]
 
@@ -191,3 +191,24 @@ def test_gan_configs_build_two_optimizers(compose_train, model):
     g_opt, d_opt = (entry["optimizer"] for entry in configured)
     assert isinstance(g_opt, torch.optim.AdamW) and d_opt.param_groups[0]["lr"] == 4e-4
     assert gan.sample(4).shape == (4, 1, 8, 8)
+
+
+def test_the_gan_asks_the_datamodule_for_its_micro_batches_through_the_data_contract():
+    """n_critic x accumulate micro-batches per Lightning batch: set_batches_per_step, never batch_size."""
+    from types import SimpleNamespace
+
+    import pytorch_lightning as pl
+
+    gan = make_gan(n_critic=3, accumulate=2)
+    ring = Ring8DataModule(batch_size=8, num_train=64, num_val=8, num_test=8)
+    gan._trainer = SimpleNamespace(datamodule=ring)
+    gan.setup("fit")
+    gan.setup("fit")  # a second fit asks again: the count replaces the first, nothing multiplies
+    assert (ring.batch_size, ring.batches_per_step) == (8, 6)
+    assert len(next(iter(ring.train_dataloader()))[0]) == 48
+    gan._trainer = SimpleNamespace(datamodule=pl.LightningDataModule())  # no in-memory data contract
+    with pytest.raises(ConfigError, match="set model.n_critic=1 and model.accumulate=1"):
+        gan.setup("fit")
+    single = make_gan()
+    single._trainer = SimpleNamespace(datamodule=pl.LightningDataModule())
+    single.setup("fit")  # one micro-batch per iteration: any datamodule will do

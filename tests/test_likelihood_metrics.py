@@ -24,9 +24,8 @@ from dgm_lab.metrics.likelihood import (
     kl_to_standard_normal,
     standard_normal_log_density,
 )
-from dgm_lab.models.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian
 from dgm_lab.models.networks import MLP
-from dgm_lab.models.vae import VAE
+from dgm_lab.models.vae import VAE, Bernoulli, DiscretizedLogistic, Gaussian
 
 
 # -- metrics/likelihood.py -------------------------------------------------------------------
@@ -148,7 +147,7 @@ def test_importance_weighted_log_likelihood_rejects_non_positive_sizes(num_sampl
         importance_weighted_log_likelihood(lambda n: torch.zeros(n, 1), num_samples, chunk)
 
 
-# -- models/likelihoods.py -------------------------------------------------------------------
+# -- models/vae/likelihoods.py -------------------------------------------------------------------
 def test_bernoulli_log_prob_matches_scipy_logpmf():
     torch.manual_seed(0)
     logits = torch.randn(3, 1, 4, 4, dtype=torch.float64) * 3

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from dgm_lab.models.rbm import RBM, RBMLayer
+from dgm_lab.models.boltzmann import RBM, RBMLayer
 
 
 def random_layer(num_visible, num_hidden, visible="bernoulli", num_chains=0, seed=0) -> RBMLayer:
@@ -139,7 +139,7 @@ def test_pcd_advances_stored_chains_not_the_data():
 
 def test_sgd_applies_the_statistics_with_decay_on_weights_only():
     lr, decay = 0.1, 0.01
-    model = RBM(num_hidden=4, data_shape=[1, 2, 3], num_classes=10, filter_grid_every_n_epochs=0,
+    model = RBM(num_hidden=4, data_shape=[1, 2, 3], num_classes=10,
                 optimizer=functools.partial(torch.optim.SGD, lr=lr, momentum=0.0, weight_decay=decay))
     optimizer = model.configure_optimizers()
     v = torch.randint(0, 2, (8, 6), generator=torch.Generator().manual_seed(0)).float()
@@ -169,7 +169,7 @@ def test_gaussian_rbm_refuses_the_pseudo_likelihood_monitor_in_one_sentence(tmp_
     from dgm_lab.data import DigitsDataModule
     from dgm_lab.errors import ConfigError
 
-    model = RBM(num_hidden=4, visible="gaussian", data_shape=[1, 8, 8], num_classes=10, filter_grid_every_n_epochs=0,
+    model = RBM(num_hidden=4, visible="gaussian", data_shape=[1, 8, 8], num_classes=10,
                 optimizer=functools.partial(torch.optim.SGD, lr=0.01))
     checkpoint = pl.callbacks.ModelCheckpoint(monitor=RBM.default_monitor[0], mode="max")
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -203,3 +203,24 @@ def test_an_ais_log_z_below_a_test_images_log_p_star_is_flagged():
         assert ais["log_z_lower_bound"] == pytest.approx(float(log_p_star.max()))
         assert ais["log_z_lower_bound"] <= exact  # the floor is a true lower bound on log Z
         assert ais["certainly_underestimated"] is flagged
+
+
+def test_weight_filters_callback_is_inert_unless_the_model_has_filters_or_when_off(tmp_path):
+    from types import SimpleNamespace
+
+    from dgm_lab.callbacks.weight_filters import WeightFilters
+    from dgm_lab.models.networks import MLP
+    from dgm_lab.models.vae import VAE, Bernoulli
+
+    trainer = SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn="fit"), current_epoch=1,
+                              default_root_dir=str(tmp_path), loggers=[], global_step=0)
+    rbm = RBM(num_hidden=4, data_shape=[1, 2, 3], num_classes=10, optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+    vae = VAE(encoder=functools.partial(MLP, hidden=[4]), decoder=functools.partial(MLP, hidden=[4]),
+              likelihood=Bernoulli(), latent_dim=2, data_shape=[1, 2, 3], num_classes=10,
+              optimizer=functools.partial(torch.optim.Adam))
+    for callback, model in [(WeightFilters(every_n_epochs=0), rbm), (WeightFilters(every_n_epochs=1), vae)]:
+        callback.on_validation_epoch_end(trainer, model)
+        assert callback.written == []
+    callback = WeightFilters(every_n_epochs=2)
+    callback.on_validation_epoch_end(trainer, rbm)
+    assert callback.written == [str(tmp_path / "samples" / "filters_epoch0002.png")]

@@ -12,7 +12,7 @@ import torch
 
 from dgm_lab.checkpoints import load_checkpoint, rebuild
 from dgm_lab.metrics.ais import exact_log_partition, unnormalized_log_prob
-from dgm_lab.models.dbm import DBMParams
+from dgm_lab.models.boltzmann import DBMParams
 from tests.conftest import run_cli, train_run
 
 BASE = ["data=digits", "logger=none", "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0",

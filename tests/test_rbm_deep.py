@@ -11,9 +11,9 @@ import torch
 
 from dgm_lab.data import DigitsDataModule
 from dgm_lab.metrics.ais import exact_log_partition, unnormalized_log_prob
-from dgm_lab.models.dbm import DBM, DBMParams, mean_field, mean_field_bound
-from dgm_lab.models.dbn import DBN
-from dgm_lab.models.rbm import bernoulli
+from dgm_lab.models.boltzmann import DBM, DBN, DBMParams
+from dgm_lab.models.boltzmann.dbm import mean_field, mean_field_bound
+from dgm_lab.models.boltzmann.layer import bernoulli
 
 SGD = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5)
 
@@ -117,8 +117,7 @@ def changed(snapshots, epoch: int, name: str) -> bool:
 
 def test_dbn_trains_its_layers_one_after_the_other():
     torch.manual_seed(0)
-    model = DBN(layers=[8, 4], epochs_per_layer=1, data_shape=[1, 8, 8], num_classes=10, optimizer=SGD,
-                filter_grid_every_n_epochs=0)
+    model = DBN(layers=[8, 4], epochs_per_layer=1, data_shape=[1, 8, 8], num_classes=10, optimizer=SGD)
     snapshots = fit(model, epochs=3)
     assert changed(snapshots, 0, "layers.0.weight") and not changed(snapshots, 0, "layers.1.weight")
     for epoch in (1, 2):  # the top layer keeps training until the run ends
@@ -143,7 +142,7 @@ def test_dbn_trains_its_layers_one_after_the_other():
 def test_dbm_pretrains_bottom_then_top_then_trains_jointly():
     torch.manual_seed(0)
     model = DBM(layers=[8, 4], pretrain_epochs_per_layer=1, num_chains=10, data_shape=[1, 8, 8], num_classes=10,
-                optimizer=SGD, filter_grid_every_n_epochs=0)
+                optimizer=SGD)
     snapshots = fit(model, epochs=3)
     assert changed(snapshots, 0, "layers.0.weight") and not changed(snapshots, 0, "layers.1.weight")
     assert changed(snapshots, 1, "layers.1.weight") and not changed(snapshots, 1, "layers.0.weight")

@@ -87,3 +87,30 @@ def test_saved_data_paths_follow_the_data_folder_of_this_machine():
     relocate_data_paths(cfg, "/new/data/")
     assert cfg.data == {"root": "/new/data/CIFAR-10-images", "data_dir": "/new/data/", "cache_dir": "/elsewhere/cache",
                         "batch_size": 4}
+
+
+def test_configs_saved_before_the_model_packages_rebuild(compose_train):
+    """An old run's config (old class paths, nested ones included, and a setting that moved to a
+    callback) is upgraded to a config that builds the same model."""
+    from omegaconf import OmegaConf, open_dict
+
+    from dgm_lab import builders
+    from dgm_lab.config import upgrade_saved_config
+    from dgm_lab.models.moved import MOVED_TARGETS
+
+    old_names = {new: old for old, new in MOVED_TARGETS.items()}
+    for model in ("rbm", "dcgan", "iwae"):
+        cfg = compose_train([f"model={model}", "data=digits"])
+        builders.fill_data_fields(cfg, builders.build_datamodule(cfg))
+        OmegaConf.resolve(cfg)
+        current = OmegaConf.to_container(cfg)
+        text = OmegaConf.to_yaml(cfg)
+        for new, former in old_names.items():
+            text = text.replace(f"_target_: {new}\n", f"_target_: {former}\n")
+        old = OmegaConf.create(text)
+        if model == "rbm":
+            with open_dict(old):
+                old.model.filter_grid_every_n_epochs = 0
+        assert OmegaConf.to_container(old) != current
+        assert OmegaConf.to_container(upgrade_saved_config(old)) == current
+        builders.build_model(old)

@@ -1,4 +1,6 @@
-"""What every dgm-lab LightningModule shares: optimizer factories, checkpoint contents, sampling API.
+"""What every dgm-lab LightningModule shares: optimizers and schedulers built from the config's
+factories, scheduler stepping under manual optimization, step-log gating, epoch means, the
+sampling API and the checkpoint contents.
 
 Networks and optimizers arrive ready-made (``_partial_`` factories from the config); the module
 only wires them. Checkpoints hold plain containers only (they load with
@@ -7,14 +9,13 @@ only wires them. Checkpoints hold plain containers only (they load with
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 
 from dgm_lab.errors import ConfigError
+from dgm_lab.models.rng_states import collect_rng_states, restore_rng_states
 
 
 class GenerativeModule(pl.LightningModule):
@@ -22,7 +23,7 @@ class GenerativeModule(pl.LightningModule):
 
     Args:
         optimizer: factory ``params -> torch.optim.Optimizer`` (``_partial_`` in the config).
-        scheduler: optional factory ``optimizer -> LRScheduler``.
+        scheduler: optional factory ``optimizer -> LRScheduler``, stepped once per epoch.
         data_shape: (C, H, W) of one example, filled in from the datamodule.
         num_classes: number of labels in the dataset, filled in from the datamodule.
     """
@@ -37,29 +38,89 @@ class GenerativeModule(pl.LightningModule):
         super().__init__()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        # Per-optimizer settings ({"lr": ..., "betas": ...}) that replace the factory's, keyed like
+        # ``optimized_parameters``; None values keep the factory's (the GAN's TTUR settings).
+        self.optimizer_overrides: dict[str, dict] = {}
         self.data_shape = tuple(int(s) for s in data_shape)
         self.num_classes = int(num_classes)
         self.run_config: dict | None = None  # set by the entry point; saved in every checkpoint
         self.diagnostics: dict = {}  # non-scalar results (per-dimension KL...) for summary.json
         self._epoch_sums: dict[str, tuple] = {}
 
-    # -- optimization -------------------------------------------------------------------
+    # -- optimizers and schedulers ---------------------------------------------------------
+    def optimized_parameters(self) -> dict[str, Iterable]:
+        """One optimizer per entry, in this order: the config key of its overrides (``model.<key>``)
+        -> its parameters or parameter groups. One optimizer over everything unless a model says
+        otherwise (the GAN: generator and discriminator)."""
+        return {"optimizer": list(self.parameters())}
+
+    def build_optimizer(self, key: str, parameters: Iterable) -> torch.optim.Optimizer:
+        settings = {k: v for k, v in self.optimizer_overrides.get(key, {}).items() if v is not None}
+        if not settings:
+            return self.optimizer_factory(parameters)
+        try:
+            return self.optimizer_factory(parameters, **settings)
+        except TypeError as error:
+            raise ConfigError(f"model.{key} sets {sorted(settings)}, which this optimizer does not take "
+                              f"({error}); set them to null.") from error
+
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizers = [self.build_optimizer(key, params) for key, params in self.optimized_parameters().items()]
+        # The LRs as configured, before any schedule: a stage restart (stages.py) starts from them.
+        self.configured_lrs = [[group["lr"] for group in optimizer.param_groups] for optimizer in optimizers]
         if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
-                                                          "interval": "epoch"}}
+            return optimizers[0] if len(optimizers) == 1 else optimizers
+        configs = [{"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
+                                                             "interval": "epoch"}} for optimizer in optimizers]
+        return configs[0] if len(configs) == 1 else configs
+
+    def schedulers(self) -> list:
+        """The LR schedulers Lightning holds, as a list (``lr_schedulers()`` gives None, one or a list)."""
+        found = self.lr_schedulers()
+        return [] if found is None else found if isinstance(found, list) else [found]
+
+    def epochs_into_schedule(self) -> int:
+        """Epochs since the LR schedules started: the current epoch (a staged model restarts them)."""
+        return self.current_epoch
+
+    def on_train_epoch_start(self) -> None:
+        """Under manual optimization Lightning does not step the schedulers: they step here, at the
+        start of an epoch, until they reach ``epochs_into_schedule()``. Catching up at epoch start
+        (rather than stepping at epoch end, after or before a checkpoint was written) puts a run
+        resumed from any checkpoint on the schedule of a straight run."""
+        if self.automatic_optimization:
+            return
+        target = self.epochs_into_schedule()
+        for scheduler in self.schedulers():
+            while scheduler.last_epoch < target:
+                scheduler.step()
 
     # -- lean per-step logging ------------------------------------------------------------
-    def log_train_step(self, metrics: dict[str, torch.Tensor], prog_bar_key: str | None = None) -> None:
-        """Log step metrics only on logging steps: ``self.log`` costs about as much as a small
-        model's whole step, so calling it every step would double the step time."""
+    @property
+    def training_iterations(self) -> int:
+        """Training progress: optimizer steps here; the GAN counts generator iterations instead
+        (its global_step counts every optimizer). Sample grids, plots, step logs and run timing use it."""
+        return self.global_step
+
+    def is_logging_step(self) -> bool:
+        """True on the iterations whose step metrics Lightning writes: the first and every
+        ``trainer.log_every_n_steps``-th, counted from 1 on ``training_iterations``. A manual step
+        calls it after its optimizer steps (the count includes the iteration in progress); under
+        automatic optimization Lightning steps after ``training_step`` returns, hence the + 1."""
         every = self.trainer.log_every_n_steps if self._trainer is not None else 1
-        if (self.global_step + 1) % every and self.global_step:
+        if not every:
+            return False
+        iteration = self.training_iterations + (1 if self.automatic_optimization else 0)
+        return iteration == 1 or iteration % every == 0
+
+    def log_train_step(self, metrics: dict[str, torch.Tensor], prog_bar_key: str | None = None) -> None:
+        """Log step metrics on logging steps only: ``self.log`` costs about as much as a small
+        model's whole step. Averaged over ranks, so a DDP run logs the global-batch values."""
+        if not self.is_logging_step():
             return
+        synced = self._trainer is not None and self.trainer.world_size > 1
         for key, value in metrics.items():
-            self.log(key, value, on_step=True, on_epoch=False, prog_bar=key == prog_bar_key)
+            self.log(key, value, on_step=True, on_epoch=False, prog_bar=key == prog_bar_key, sync_dist=synced)
 
     def accumulate_epoch_mean(self, key: str, value: torch.Tensor) -> None:
         """Add a batch mean to an epoch mean kept as tensors (no sync); logged at epoch end."""
@@ -77,12 +138,6 @@ class GenerativeModule(pl.LightningModule):
         """Return ``num_samples`` images (N, C, H, W) in [0, 1]."""
         raise NotImplementedError(f"{type(self).__name__} does not implement sample()")
 
-    @property
-    def training_iterations(self) -> int:
-        """Training progress: optimizer steps here; the GAN counts generator iterations instead
-        (its global_step counts every optimizer). Sample grids, plots and run timing use it."""
-        return self.trainer.global_step
-
     def on_train_start(self) -> None:
         # after a resume has restored the counters: the run summary times only this fit's iterations
         self.iterations_at_fit_start = self.training_iterations
@@ -98,36 +153,12 @@ class GenerativeModule(pl.LightningModule):
             restore_rng_states(checkpoint["rng_states"])
 
 
-def collect_rng_states() -> dict:
-    """RNG states of torch (CPU and CUDA), numpy and Python as tensors and plain lists."""
-    np_state = np.random.get_state()
-    states = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": _to_lists(random.getstate()),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    np_state = states["numpy"]
-    np.random.set_state(("MT19937", np_state["key"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached_gaussian"]))
-    random.setstate(_to_tuples(states["python"]))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _to_lists(value):
-    return [_to_lists(v) for v in value] if isinstance(value, tuple | list) else value
-
-
-def _to_tuples(value):
-    return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value
+def decay_weights_only(named_parameters: Iterable[tuple[str, torch.nn.Parameter]]) -> list[dict]:
+    """Parameter groups that leave the optimizer's weight decay on the weights and take it off
+    every other parameter (biases), as Hinton's practical guide for RBMs does."""
+    named = list(named_parameters)
+    return [{"params": [p for name, p in named if name.endswith("weight")]},
+            {"params": [p for name, p in named if not name.endswith("weight")], "weight_decay": 0.0}]
 
 
 def require(condition: bool, message: str) -> None:

@@ -1,5 +1,6 @@
-"""Encoder and decoder networks. Configs build them as ``_partial_`` factories; the model
-calls them with the shapes it needs, which come from the datamodule.
+"""Generic encoder and decoder networks (any model family may use them). Configs build them as
+``_partial_`` factories; the model calls them with the shapes it needs, which come from the
+datamodule.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from dgm_lab.errors import ConfigError
+from dgm_lab.models.shapes import as_shape
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
 
@@ -25,7 +27,7 @@ class MLP(nn.Module):
 
     def __init__(self, in_shape, out_shape, hidden: list[int] = (200, 200), act: str = "tanh"):
         super().__init__()
-        in_shape, out_shape = _as_shape(in_shape), _as_shape(out_shape)
+        in_shape, out_shape = as_shape(in_shape), as_shape(out_shape)
         if any(h < 1 for h in hidden):
             raise ConfigError(f"hidden layer sizes must be positive, got {list(hidden)}.")
         self.out_shape = out_shape
@@ -55,7 +57,7 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(c, out_c, 4, stride=2, padding=1), activation(act)]
             c = out_c
         factor = 2 ** len(channels)
-        self.out_shape = _as_shape(out_shape)
+        self.out_shape = as_shape(out_shape)
         self.net = nn.Sequential(
             *layers, nn.Flatten(), nn.Linear(c * (h // factor) * (w // factor), hidden), activation(act),
             nn.Linear(hidden, math.prod(self.out_shape)),
@@ -79,7 +81,7 @@ class ConvDecoder(nn.Module):
         for c_in, c_next in zip(channels, [*channels[1:], c_out], strict=True):
             layers += [activation(act), nn.ConvTranspose2d(c_in, c_next, 4, stride=2, padding=1)]
         self.dense = nn.Sequential(
-            nn.Linear(math.prod(_as_shape(in_shape)), hidden), activation(act), nn.Linear(hidden, math.prod(self.start)),
+            nn.Linear(math.prod(as_shape(in_shape)), hidden), activation(act), nn.Linear(hidden, math.prod(self.start)),
         )
         self.net = nn.Sequential(*layers)
 
@@ -87,12 +89,8 @@ class ConvDecoder(nn.Module):
         return self.net(self.dense(z.flatten(1)).view(-1, *self.start))
 
 
-def _as_shape(shape) -> tuple[int, ...]:
-    return (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
-
-
 def _image_shape(shape, depth: int) -> tuple[int, int, int]:
-    shape = _as_shape(shape)
+    shape = as_shape(shape)
     if len(shape) != 3:
         raise ConfigError(f"convolutional networks need (C, H, W) images, got shape {list(shape)}.")
     c, h, w = shape

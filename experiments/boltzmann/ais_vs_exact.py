@@ -21,7 +21,7 @@ from dgm_lab.metrics.ais import (
     base_rate_bias,
     exact_log_partition,
 )
-from dgm_lab.models.rbm import RBMLayer
+from dgm_lab.models.boltzmann import RBMLayer
 
 SCHEDULES = [1000, 14500]
 

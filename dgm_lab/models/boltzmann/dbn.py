@@ -14,22 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgm_lab.metrics.ais import annealed_importance_sampling, base_rate_bias, unnormalized_log_prob
-from dgm_lab.models.base import require
-from dgm_lab.models.rbm import (
-    BoltzmannModule,
-    RBMLayer,
-    bernoulli,
-    bernoulli_entropy,
-    device_generator,
-)
-
-BASE_RATE_EXAMPLES = 10000  # training examples whose up-pass sets a layer's base rates
+from dgm_lab.models.boltzmann.config import DBNConfig
+from dgm_lab.models.boltzmann.layer import RBMLayer, bernoulli, bernoulli_entropy, device_generator
+from dgm_lab.models.boltzmann.module import BASE_RATE_EXAMPLES, BoltzmannModule
 
 
 class DBN(BoltzmannModule):
     """Greedily trained stack of Bernoulli RBMs.
 
-    Args:
+    Settings (``DBNConfig``, dgm_lab/models/boltzmann/config.py, checked there):
         layers: hidden layer sizes, bottom to top, e.g. [500, 2000]: RBMs D-500 and 500-2000.
         epochs_per_layer: layer l trains in epochs [l * n, (l + 1) * n); the top layer keeps
             training until the run ends (trainer.max_epochs / max_time).
@@ -45,23 +38,19 @@ class DBN(BoltzmannModule):
     # Greedy training: the final stack is the model, so the last checkpoint is the best one.
     default_monitor = ("step", "max")
 
-    def __init__(self, layers: list[int] = (500, 2000), epochs_per_layer: int = 10, cd_k: int = 1,
-                 persistent: bool = False, num_chains: int = 100, init_std: float = 0.01, upward: str = "sample",
-                 bound_samples: int = 10, init_from_below: bool = False, **kwargs):
+    settings_class = DBNConfig
+
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        layers = [int(size) for size in layers]
-        require(len(layers) >= 1 and min(layers) >= 1, f"model.layers must list positive layer sizes, got {layers}.")
-        require(epochs_per_layer >= 1, f"model.epochs_per_layer must be at least 1, got {epochs_per_layer}.")
-        require(cd_k >= 1, f"model.cd_k must be at least 1, got {cd_k}.")
-        require(upward in ("sample", "mean"), f"model.upward must be sample or mean, got {upward!r}.")
-        require(bound_samples >= 1, f"model.bound_samples must be at least 1, got {bound_samples}.")
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        self.epochs_per_layer, self.cd_k, self.persistent = int(epochs_per_layer), int(cd_k), bool(persistent)
-        self.upward, self.bound_samples, self.init_from_below = upward, int(bound_samples), bool(init_from_below)
-        sizes = [self.num_visible, *layers]
+        settings = self.settings
+        self.epochs_per_layer, self.cd_k, self.persistent = settings.epochs_per_layer, settings.cd_k, settings.persistent
+        self.upward, self.bound_samples = settings.upward, settings.bound_samples
+        self.init_from_below = settings.init_from_below
+        sizes = [self.num_visible, *settings.layers]
+        chains = settings.num_chains if settings.persistent else 0
         self.layers = nn.ModuleList(
-            RBMLayer(sizes[i], sizes[i + 1], "bernoulli", num_chains if persistent else 0, init_std=init_std)
-            for i in range(len(layers))
+            RBMLayer(sizes[i], sizes[i + 1], "bernoulli", chains, init_std=settings.init_std)
+            for i in range(len(settings.layers))
         )
         self.check_stages()
 
@@ -129,11 +118,6 @@ class DBN(BoltzmannModule):
         for layer in reversed(self.layers[:depth]):
             h = layer.visible_mean(h)
         return h.reshape(-1, *self.data_shape)
-
-    def validation_step(self, batch, batch_idx):
-        x, _ = batch
-        error = (x - self.reconstruct(x)).flatten(1).pow(2).sum(-1).mean()
-        self.log("val/recon_error", error, on_epoch=True, batch_size=len(x), sync_dist=True)
 
     # -- test: lower bound with log Z of the top RBM by AIS --------------------------------
     @torch.no_grad()

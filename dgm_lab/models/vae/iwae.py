@@ -10,19 +10,19 @@ import math
 
 import torch
 
-from dgm_lab.models.base import require
-from dgm_lab.models.vae import VAE
+from dgm_lab.models.vae.config import IWAEConfig
+from dgm_lab.models.vae.vae import VAE
 
 
 class IWAE(VAE):
-    """VAE trained on the k-sample IWAE bound. ``k``: importance samples per training example."""
+    """VAE trained on the k-sample IWAE bound. ``k`` (``IWAEConfig``): importance samples per
+    training example."""
 
-    def __init__(self, k: int = 5, **kwargs):
+    settings_class = IWAEConfig
+
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        require(k >= 1, f"model.k must be at least 1, got {k}.")
-        require(self.beta == 1.0 and self.free_bits == 0 and not self.kl_cycle_steps,
-                "model=iwae trains the plain k-sample bound: leave beta=1, free_bits=0 and kl_cycle_steps=0.")
-        self.k = k
+        self.k = self.settings.k
 
     def training_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         log_w = self.log_importance_weights(x, self.k)

@@ -21,12 +21,9 @@ import torch
 from torch import nn
 
 from dgm_lab.errors import ConfigError
+from dgm_lab.models.shapes import as_shape
 
 LEAKY_SLOPE = 0.2  # DCGAN's LeakyReLU slope (Radford et al. 2015)
-
-
-def _shape(shape) -> tuple[int, ...]:
-    return (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
 
 
 def _out_activation(name: str) -> nn.Module:
@@ -74,7 +71,7 @@ class MLPGenerator(nn.Module):
     def __init__(self, latent_dim: int, out_shape, num_classes: int = 0, hidden: list[int] = (256, 256),
                  out_activation: str = "tanh", embed_dim: int = 16, batch_norm: bool = False):
         super().__init__()
-        self.out_shape = _shape(out_shape)
+        self.out_shape = as_shape(out_shape)
         self.inputs = LabelInput(latent_dim, num_classes, embed_dim)
         layers: list[nn.Module] = []
         width = self.inputs.out_features
@@ -94,7 +91,7 @@ class MLPDiscriminator(nn.Module):
     def __init__(self, in_shape, num_classes: int = 0, hidden: list[int] = (256, 256)):
         super().__init__()
         layers: list[nn.Module] = []
-        width = math.prod(_shape(in_shape))
+        width = math.prod(as_shape(in_shape))
         for h in hidden:
             layers += [nn.Linear(width, h), nn.LeakyReLU(LEAKY_SLOPE)]
             width = h
@@ -110,7 +107,7 @@ def conv_plan(shape) -> tuple[int, int, int, int]:
 
     28x28 -> 7x7 after 2 stages, 32x32 -> 4x4 after 3, 64x64 -> 4x4 after 4, 8x8 -> 4x4 after 1.
     """
-    shape = _shape(shape)
+    shape = as_shape(shape)
     if len(shape) != 3:
         raise ConfigError(f"DCGAN networks need (C, H, W) images, got data shape {list(shape)}; use model=gan for vectors.")
     c, h, w = shape

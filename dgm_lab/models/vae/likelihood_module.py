@@ -16,7 +16,8 @@ from dgm_lab.metrics.likelihood import (
     bits_per_dim,
     importance_weighted_log_likelihood,
 )
-from dgm_lab.models.base import GenerativeModule, require
+from dgm_lab.models.base import GenerativeModule
+from dgm_lab.settings import EvaluationSettings
 
 
 class LikelihoodModule(GenerativeModule):
@@ -31,11 +32,8 @@ class LikelihoodModule(GenerativeModule):
 
     def __init__(self, *, evaluation: dict | None = None, **kwargs):
         super().__init__(**kwargs)
-        evaluation = dict(evaluation or {})
-        self.iwae_k = int(evaluation.get("iwae_k", 5000))
-        self.iwae_batch = int(evaluation.get("iwae_batch", 50000))
-        require(self.iwae_k >= 1, f"eval.iwae_k must be at least 1, got {self.iwae_k}.")
-        require(self.iwae_batch >= 1, f"eval.iwae_batch must be at least 1, got {self.iwae_batch}.")
+        evaluation = EvaluationSettings.from_config(evaluation)  # checked there, once
+        self.iwae_k, self.iwae_batch = evaluation.iwae_k, evaluation.iwae_batch
         self.num_dims = math.prod(self.data_shape)
         self._posterior_means: list[torch.Tensor] = []
         self._kl_dim_sum: torch.Tensor | None = None

@@ -17,16 +17,9 @@ import torch
 from torch import nn
 
 from dgm_lab.metrics.ais import RBMParams, annealed_importance_sampling, base_rate_bias
-from dgm_lab.models.base import require
-from dgm_lab.models.rbm import (
-    BoltzmannModule,
-    RBMLayer,
-    bernoulli,
-    bernoulli_entropy,
-    device_generator,
-)
-
-BASE_RATE_EXAMPLES = 10000
+from dgm_lab.models.boltzmann.config import DBMConfig
+from dgm_lab.models.boltzmann.layer import RBMLayer, bernoulli, bernoulli_entropy, device_generator
+from dgm_lab.models.boltzmann.module import BASE_RATE_EXAMPLES, BoltzmannModule
 
 
 class DBMParams(NamedTuple):
@@ -71,7 +64,7 @@ def mean_field_bound(p: DBMParams, v: torch.Tensor, mu1: torch.Tensor, mu2: torc
 class DBM(BoltzmannModule):
     """Two-hidden-layer DBM for binary (or grey-as-probability) images.
 
-    Args:
+    Settings (``DBMConfig``, dgm_lab/models/boltzmann/config.py, checked there):
         layers: [H1, H2], e.g. [500, 1000] as in the paper.
         pretrain_epochs_per_layer: epochs for each modified RBM (bottom, then top); joint
             training runs from epoch 2 * n to the end of the run (0: no pretraining).
@@ -87,21 +80,16 @@ class DBM(BoltzmannModule):
     # Pretraining then joint training: the final model is the model, so keep the last checkpoint.
     default_monitor = ("step", "max")
 
-    def __init__(self, layers: list[int] = (500, 1000), pretrain_epochs_per_layer: int = 10, pretrain_cd_k: int = 1,
-                 cd_k: int = 1, num_chains: int = 100, mean_field_steps: int = 10, mean_field_eval_steps: int = 50,
-                 init_std: float = 0.01, chain_init: str = "data", **kwargs):
+    settings_class = DBMConfig
+
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        layers = [int(size) for size in layers]
-        require(len(layers) == 2 and min(layers) >= 1, f"model.layers must be two positive sizes [H1, H2], got {layers}.")
-        require(pretrain_epochs_per_layer >= 0, "model.pretrain_epochs_per_layer must be >= 0.")
-        require(min(pretrain_cd_k, cd_k, num_chains) >= 1, "model.pretrain_cd_k, model.cd_k and model.num_chains must be >= 1.")
-        require(mean_field_steps >= 0 and mean_field_eval_steps >= 0, "model.mean_field_steps and mean_field_eval_steps must be >= 0.")
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        self.pretrain_epochs, self.pretrain_cd_k, self.cd_k = int(pretrain_epochs_per_layer), int(pretrain_cd_k), int(cd_k)
-        require(chain_init in ("data", "noise"), f"model.chain_init must be data or noise, got {chain_init!r}.")
-        self.mean_field_steps, self.mean_field_eval_steps = int(mean_field_steps), int(mean_field_eval_steps)
-        self.chain_init = chain_init
-        hidden1, hidden2 = layers
+        settings = self.settings
+        self.pretrain_epochs, self.pretrain_cd_k = settings.pretrain_epochs_per_layer, settings.pretrain_cd_k
+        self.cd_k, self.chain_init = settings.cd_k, settings.chain_init
+        self.mean_field_steps, self.mean_field_eval_steps = settings.mean_field_steps, settings.mean_field_eval_steps
+        hidden1, hidden2 = settings.layers
+        init_std, num_chains = settings.init_std, settings.num_chains
         # The pretraining RBMs share W1, W2, b, c2 with the DBM; layers[1].visible_bias is the top
         # RBM's own h1 bias, averaged into c1 when joint training starts.
         self.layers = nn.ModuleList([RBMLayer(self.num_visible, hidden1, up_factor=2.0, init_std=init_std),
@@ -198,11 +186,6 @@ class DBM(BoltzmannModule):
         p = self.params()
         mu1, _ = mean_field(p, x.flatten(1), self.mean_field_steps)
         return torch.sigmoid(mu1 @ p.w1.T + p.b).reshape(-1, *self.data_shape)
-
-    def validation_step(self, batch, batch_idx):
-        x, _ = batch
-        error = (x - self.reconstruct(x)).flatten(1).pow(2).sum(-1).mean()
-        self.log("val/recon_error", error, on_epoch=True, batch_size=len(x), sync_dist=True)
 
     # -- test: mean-field bound with log Z by AIS ------------------------------------------
     @torch.no_grad()

@@ -7,6 +7,7 @@ over the batch; ``beta`` multiplies the KL with no hidden dataset-size factor.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -17,8 +18,8 @@ from dgm_lab.metrics.likelihood import (
     kl_to_standard_normal,
     standard_normal_log_density,
 )
-from dgm_lab.models.base import require
-from dgm_lab.models.likelihood_model import LikelihoodModule
+from dgm_lab.models.vae.config import VAEConfig
+from dgm_lab.models.vae.likelihood_module import LikelihoodModule
 
 LOG_VAR_RANGE = (-12.0, 8.0)  # clamp keeps exp(log_var) finite under AMP and early training
 
@@ -29,7 +30,9 @@ class VAE(LikelihoodModule):
     Args:
         encoder: factory ``(in_shape, out_shape) -> nn.Module`` mapping x to 2 * latent_dim values.
         decoder: factory ``(in_shape, out_shape) -> nn.Module`` mapping z to likelihood parameters.
-        likelihood: a module from ``dgm_lab.models.likelihoods`` (Bernoulli, Gaussian, ...).
+        likelihood: a module from ``dgm_lab.models.vae.likelihoods`` (Bernoulli, Gaussian, ...).
+
+    Settings (``VAEConfig``, dgm_lab/models/vae/config.py, checked there):
         latent_dim: size of z.
         beta: weight of the KL term (1 gives the ELBO).
         kl_warmup_steps: KL weight rises linearly from 0 to beta over this many steps (0: off).
@@ -38,17 +41,17 @@ class VAE(LikelihoodModule):
         free_bits: minimum KL in nats per latent dimension (batch-averaged) in the training loss.
     """
 
-    def __init__(self, encoder: Callable, decoder: Callable, likelihood: nn.Module, latent_dim: int = 50,
-                 beta: float = 1.0, kl_warmup_steps: int = 0, kl_cycle_steps: int = 0,
-                 free_bits: float = 0.0, **kwargs):
+    settings_class: type[VAEConfig] = VAEConfig
+
+    def __init__(self, encoder: Callable, decoder: Callable, likelihood: nn.Module, **kwargs):
+        settings = self.settings_class.take(kwargs)
         super().__init__(**kwargs)
-        require(latent_dim >= 1, f"model.latent_dim must be at least 1, got {latent_dim}.")
-        require(beta >= 0, f"model.beta must be non-negative, got {beta}.")
-        require(kl_warmup_steps >= 0 and kl_cycle_steps >= 0, "model.kl_warmup_steps and model.kl_cycle_steps must be >= 0.")
-        require(free_bits >= 0, f"model.free_bits must be non-negative, got {free_bits}.")
-        self.save_hyperparameters(ignore=["encoder", "decoder", "likelihood", "optimizer", "scheduler"], logger=False)
-        self.latent_dim, self.beta = latent_dim, beta
-        self.kl_warmup_steps, self.kl_cycle_steps, self.free_bits = kl_warmup_steps, kl_cycle_steps, free_bits
+        self.settings = settings
+        self.save_hyperparameters(dataclasses.asdict(settings), logger=False)
+        latent_dim = settings.latent_dim
+        self.latent_dim, self.beta = latent_dim, settings.beta
+        self.kl_warmup_steps, self.kl_cycle_steps = settings.kl_warmup_steps, settings.kl_cycle_steps
+        self.free_bits = settings.free_bits
         self.likelihood = likelihood
         c, *rest = self.data_shape
         self.encoder = encoder(self.data_shape, (2 * latent_dim,))

@@ -8,9 +8,9 @@ One Lightning training step is one generator iteration:
 2. one generator step on ``accumulate`` micro-batches of the same size;
 3. the EMA generator is updated and ``generator_steps`` (saved in checkpoints) advances by one.
 
-So that one Lightning batch carries all the real data of an iteration, the GAN sets the
-datamodule's batch size to ``data.batch_size * n_critic * accumulate`` at fit start and splits each
-batch into micro-batches. Lightning's ``batch_idx``, ``log_every_n_steps`` and
+So that one Lightning batch carries all the real data of an iteration, the GAN asks the
+datamodule at fit start for ``n_critic * accumulate`` batches of ``data.batch_size`` per step
+(``InMemoryImageData.set_batches_per_step``) and splits each batch into micro-batches. Lightning's ``batch_idx``, ``log_every_n_steps`` and
 ``val_check_interval`` (hence checkpoint intervals, checkpoints being written at validation) then
 count generator iterations. ``trainer.global_step`` counts optimizer steps, n_critic + 1 per
 iteration; ``model.max_generator_steps`` bounds training in generator iterations.
@@ -34,14 +34,17 @@ between a backward pass and the step that consumes its gradients.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.models.base import GenerativeModule, require
-from dgm_lab.models.gan_losses import adversarial_loss, gradient_penalty
-from dgm_lab.models.gan_networks import add_spectral_norm, has_batch_norm
+from dgm_lab.models.gan.config import GANConfig
+from dgm_lab.models.gan.losses import adversarial_loss, gradient_penalty
+from dgm_lab.models.gan.networks import add_spectral_norm, has_batch_norm
 
 EVAL_NOISE_SEED = 20240  # validation/test fakes use a private generator: no training RNG is consumed
 
@@ -52,6 +55,8 @@ class GAN(GenerativeModule):
     Args:
         generator: factory ``(latent_dim, out_shape, num_classes, out_activation) -> nn.Module``.
         discriminator: factory ``(in_shape, num_classes) -> nn.Module`` returning scores (B,).
+
+    Settings (``GANConfig``, dgm_lab/models/gan/config.py, checked there):
         latent_dim: size of z ~ N(0, I).
         loss: ``non_saturating | minimax | wasserstein | hinge | least_squares``.
         n_critic: discriminator steps per generator step.
@@ -70,41 +75,32 @@ class GAN(GenerativeModule):
     # monitor.metric=val/modes_covered monitor.mode=max keeps the best-covering one instead.
     default_monitor = ("val/generator_step", "max")
 
-    def __init__(self, generator: Callable, discriminator: Callable, latent_dim: int = 64,
-                 loss: str = "non_saturating", n_critic: int = 1, gp_weight: float = 0.0,
-                 spectral_norm: bool = False, conditional: bool = False, accumulate: int = 1,
-                 max_generator_steps: int | None = None, ema: dict | None = None,
-                 generator_optimizer: dict | None = None, discriminator_optimizer: dict | None = None,
-                 **kwargs):
+    settings_class = GANConfig
+
+    def __init__(self, generator: Callable, discriminator: Callable, **kwargs):
+        settings = self.settings_class.take(kwargs)
         super().__init__(**kwargs)
+        self.settings = settings
         self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer", "scheduler"], logger=False)
-        ema = {"enabled": True, "decay": 0.999, "start_step": 0, **(ema or {})}
-        require(latent_dim >= 1, f"model.latent_dim must be at least 1, got {latent_dim}.")
-        require(n_critic >= 1 and accumulate >= 1, "model.n_critic and model.accumulate must be at least 1.")
-        require(gp_weight >= 0, f"model.gp_weight must be non-negative, got {gp_weight}.")
-        require(0.0 <= ema["decay"] < 1.0, f"model.ema.decay must be in [0, 1), got {ema['decay']}.")
-        require(max_generator_steps is None or max_generator_steps >= 1,
-                "model.max_generator_steps must be a positive integer or null.")
-        require(not conditional or self.num_classes >= 2,
+        self.save_hyperparameters(dataclasses.asdict(settings), logger=False)
+        require(not settings.conditional or self.num_classes >= 2,
                 f"model.conditional=true needs labelled data with 2 or more classes, this data has {self.num_classes}.")
-        self.loss = adversarial_loss(loss)
-        require(not self.loss.needs_lipschitz or gp_weight > 0 or spectral_norm,
-                f"model.loss={loss} needs a Lipschitz critic: set model.gp_weight (10 in WGAN-GP) or model.spectral_norm=true.")
-        self.latent_dim, self.n_critic, self.accumulate = latent_dim, n_critic, accumulate
-        self.gp_weight, self.conditional = gp_weight, conditional
-        self.max_generator_steps = max_generator_steps
-        self.ema_enabled, self.ema_decay, self.ema_start = bool(ema["enabled"]), float(ema["decay"]), int(ema["start_step"])
-        self.optimizer_overrides = {"generator_optimizer": dict(generator_optimizer or {}),
-                                    "discriminator_optimizer": dict(discriminator_optimizer or {})}
+        self.loss = adversarial_loss(settings.loss)
+        self.latent_dim, self.n_critic, self.accumulate = settings.latent_dim, settings.n_critic, settings.accumulate
+        self.gp_weight, self.conditional = settings.gp_weight, settings.conditional
+        self.max_generator_steps = settings.max_generator_steps
+        ema = settings.ema
+        self.ema_enabled, self.ema_decay, self.ema_start = ema.enabled, float(ema.decay), ema.start_step
+        self.optimizer_overrides = {"generator_optimizer": dict(settings.generator_optimizer or {}),
+                                    "discriminator_optimizer": dict(settings.discriminator_optimizer or {})}
         self.is_image = len(self.data_shape) == 3
-        classes = self.num_classes if conditional else 0
-        self.generator = generator(latent_dim=latent_dim, out_shape=self.data_shape, num_classes=classes,
+        classes = self.num_classes if self.conditional else 0
+        self.generator = generator(latent_dim=self.latent_dim, out_shape=self.data_shape, num_classes=classes,
                                    out_activation="tanh" if self.is_image else "none")
         self.discriminator = discriminator(in_shape=self.data_shape, num_classes=classes)
-        if spectral_norm:
+        if settings.spectral_norm:
             add_spectral_norm(self.discriminator)
-        require(gp_weight == 0 or not has_batch_norm(self.discriminator),
+        require(self.gp_weight == 0 or not has_batch_norm(self.discriminator),
                 "the gradient penalty is per example and batch norm mixes examples: set model.discriminator.norm=none.")
         # Holds both weight sets in every checkpoint; never trained, so DDP ignores it.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if self.ema_enabled else None
@@ -189,13 +185,16 @@ class GAN(GenerativeModule):
     def setup(self, stage: str) -> None:
         """One Lightning batch = all real data of one generator iteration (see module docstring)."""
         datamodule = self.trainer.datamodule if self._trainer is not None else None
-        per_iteration = self.n_critic * self.accumulate
-        if stage != "fit" or datamodule is None or per_iteration == 1:
+        if stage != "fit" or datamodule is None:
             return
-        require(hasattr(datamodule, "batch_size"), "the GAN needs a datamodule with a batch_size attribute.")
-        micro = getattr(datamodule, "gan_micro_batch_size", None) or datamodule.batch_size
-        datamodule.gan_micro_batch_size = micro  # remembered: a second fit must not multiply again
-        datamodule.batch_size = micro * per_iteration
+        per_iteration = self.n_critic * self.accumulate
+        if isinstance(datamodule, InMemoryImageData):
+            datamodule.set_batches_per_step(per_iteration)
+            return
+        require(per_iteration == 1,
+                f"model.n_critic x model.accumulate = {per_iteration} micro-batches per generator iteration need a "
+                f"datamodule that implements dgm_lab.data.contract.InMemoryImageData, which "
+                f"{type(datamodule).__name__} does not: set model.n_critic=1 and model.accumulate=1.")
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -229,17 +228,8 @@ class GAN(GenerativeModule):
                    "train/real_score": d_out["real_score"], "train/fake_score": d_out["fake_score"]}
         if "gradient_penalty" in d_out:
             metrics["train/gradient_penalty"] = d_out["gradient_penalty"]
-        self._log_iteration(metrics)
+        self.log_train_step({**metrics, "train/generator_step": float(self.generator_steps)})
         return {"loss": metrics["train/d_loss"] + metrics["train/g_loss"]}  # DivergenceGuard reads it
-
-    def _log_iteration(self, metrics: dict[str, torch.Tensor]) -> None:
-        """Log on Lightning's logging iterations only (``self.log`` costs about a small step);
-        averaged over ranks there, so a DDP run logs the global-batch losses."""
-        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
-        if not every or self.generator_steps % every:
-            return
-        metrics = {**metrics, "train/generator_step": float(self.generator_steps)}
-        self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=self._world()[0] > 1)
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -252,27 +242,11 @@ class GAN(GenerativeModule):
         for ema_buffer, buffer in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             ema_buffer.copy_(buffer)
 
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
-        schedulers = self.lr_schedulers()  # manual optimization steps its schedulers itself
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
-            scheduler.step()
-
-    def configure_optimizers(self):
-        """[generator optimizer, discriminator optimizer], from the shared factory plus overrides."""
-        optimizers = [self._build_optimizer(self.generator, "generator_optimizer"),
-                      self._build_optimizer(self.discriminator, "discriminator_optimizer")]
-        if self.scheduler_factory is None:
-            return optimizers
-        return [{"optimizer": o, "lr_scheduler": {"scheduler": self.scheduler_factory(o), "interval": "epoch"}}
-                for o in optimizers]
-
-    def _build_optimizer(self, module: nn.Module, key: str) -> torch.optim.Optimizer:
-        settings = {k: v for k, v in self.optimizer_overrides[key].items() if v is not None}
-        try:
-            return self.optimizer_factory(module.parameters(), **settings)
-        except TypeError as error:
-            require(False, f"model.{key} sets {sorted(settings)}, which this optimizer does not take ({error}); set them to null.")
+    def optimized_parameters(self) -> dict:
+        """Generator optimizer, then discriminator optimizer: the shared factory with each
+        network's ``model.generator_optimizer`` / ``model.discriminator_optimizer`` overrides."""
+        return {"generator_optimizer": self.generator.parameters(),
+                "discriminator_optimizer": self.discriminator.parameters()}
 
     # -- evaluation ---------------------------------------------------------------------------
     def _evaluate(self, batch, batch_idx: int, split: str) -> None:

@@ -1,0 +1,49 @@
+"""Settings of the GAN family (``model=gan|dcgan|wgan_gp|sngan``); the generator and the
+discriminator are ``_target_`` nodes of the YAML files (``conf/model/gan_networks``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dgm_lab.models.base import require
+from dgm_lab.models.gan.losses import adversarial_loss
+from dgm_lab.models.schemas import ModelSchema
+from dgm_lab.models.settings import ModelSettings, setting
+
+
+@dataclass
+class EMAConfig(ModelSettings):
+    """Exponential moving average of the generator's weights; samples and metrics use it."""
+
+    key_prefix = "model.ema."
+    enabled: bool = True
+    decay: float = 0.999
+    start_step: int = setting(0, minimum=0)  # copy the weights (no averaging) up to this generator iteration
+
+    def check(self) -> None:
+        require(0.0 <= self.decay < 1.0, f"model.ema.decay must be in [0, 1), got {self.decay}.")
+
+
+@dataclass
+class GANConfig(ModelSettings):
+    latent_dim: int = setting(64, minimum=1)  # size of z ~ N(0, I)
+    loss: str = "non_saturating"  # non_saturating | minimax | wasserstein | hinge | least_squares
+    n_critic: int = setting(1, minimum=1)  # discriminator steps per generator step
+    gp_weight: float = setting(0.0, minimum=0)  # WGAN-GP gradient penalty weight (0: off)
+    spectral_norm: bool = False  # spectral normalization on every discriminator layer
+    conditional: bool = False  # class-conditional G (label embedding) and projection D
+    accumulate: int = setting(1, minimum=1)  # micro-batches of data.batch_size per optimizer step
+    max_generator_steps: int | None = setting(None, minimum=1)  # stop after this many generator iterations
+    ema: EMAConfig = field(default_factory=EMAConfig)  # a mapping of EMAConfig settings in the YAML
+    # Per-network optimizer settings ({lr, betas}) over the shared ``optimizer`` factory (TTUR);
+    # null values keep the factory's.
+    generator_optimizer: dict | None = setting({"lr": None, "betas": None})
+    discriminator_optimizer: dict | None = setting({"lr": None, "betas": None})
+
+    def check(self) -> None:
+        require(not adversarial_loss(self.loss).needs_lipschitz or self.gp_weight > 0 or self.spectral_norm,
+                f"model.loss={self.loss} needs a Lipschitz critic: set model.gp_weight (10 in WGAN-GP) or "
+                "model.spectral_norm=true.")
+
+
+SCHEMAS = {"gan": ModelSchema("dgm_lab.models.gan.GAN", GANConfig, reads_eval=False)}
