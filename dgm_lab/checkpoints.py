@@ -4,6 +4,7 @@ so a model can be rebuilt from the file alone; loading is always ``weights_only=
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -55,21 +56,37 @@ def relocate_data_paths(cfg: DictConfig, data_dir: str) -> None:
             cfg.data[key] = data_dir.rstrip("/") + value[len(old):]
 
 
-def rebuild(checkpoint: dict, data_dir: str | None = None, evaluation: dict | None = None):
-    """Datamodule and model (with the checkpoint's weights) from the config inside a checkpoint.
+class Rebuilt(NamedTuple):
+    """What a checkpoint rebuilds into: its (upgraded) config, the datamodule and the model."""
 
-    ``data_dir`` replaces the data folder recorded at training time (it may be another machine's);
-    ``evaluation`` replaces the model's evaluation settings (e.g. iwae_k).
-    """
+    config: DictConfig
+    datamodule: object
+    model: object
+
+
+def saved_config(checkpoint: dict, data_dir: str | None = None, evaluation: dict | None = None) -> DictConfig:
+    """The run config inside a checkpoint, upgraded to this version; ``data_dir`` replaces the data
+    folder recorded at training time (it may be another machine's), ``evaluation`` the model's
+    evaluation settings (e.g. iwae_k)."""
     cfg: DictConfig = upgrade_saved_config(OmegaConf.create(checkpoint["dgm_config"]))
     with open_dict(cfg):
         if data_dir:
             relocate_data_paths(cfg, data_dir)
         if evaluation is not None and "evaluation" in cfg.model:
             cfg.model.evaluation = evaluation
-    datamodule = builders.build_datamodule(cfg)
-    model = builders.build_model(cfg)
+    return cfg
+
+
+def rebuild_model(checkpoint: dict, cfg: DictConfig | None = None):
+    """The model of a checkpoint with its weights (no data needed: shapes are in the saved config)."""
+    model = builders.build_model(cfg if cfg is not None else saved_config(checkpoint))
     missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
     if missing or unexpected:
         raise CheckpointError(f"checkpoint weights do not match the model in its config (missing {missing[:3]}, unexpected {unexpected[:3]}).")
-    return cfg, datamodule, model
+    return model
+
+
+def rebuild(checkpoint: dict, data_dir: str | None = None, evaluation: dict | None = None) -> Rebuilt:
+    """Config, datamodule and model (with the checkpoint's weights) from the config inside a checkpoint."""
+    cfg = saved_config(checkpoint, data_dir, evaluation)
+    return Rebuilt(cfg, builders.build_datamodule(cfg), rebuild_model(checkpoint, cfg))

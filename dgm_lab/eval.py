@@ -39,8 +39,8 @@ def evaluate(cfg: DictConfig) -> dict:
     ckpt_file, run_folder = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(ckpt_file)
     pl.seed_everything(cfg.seed, verbose=False)
-    _, datamodule, model = rebuild(checkpoint, data_dir=cfg.paths.data_dir,
-                                   evaluation=OmegaConf.to_container(cfg.eval, resolve=True))
+    rebuilt = rebuild(checkpoint, data_dir=cfg.paths.data_dir, evaluation=OmegaConf.to_container(cfg.eval, resolve=True))
+    datamodule, model = rebuilt.datamodule, rebuilt.model
     trainer = pl.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_model_summary=False, enable_progress_bar=cfg.progress_bar)
     run_split = trainer.test if cfg.split == "test" else trainer.validate

@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
+from dgm_lab.checkpoints import load_checkpoint, rebuild_model, resolve_checkpoint
 from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.errors import ConfigError
 from dgm_lab.models.contract import GibbsSampler
@@ -30,7 +30,7 @@ def draw(cfg: DictConfig) -> dict:
     if cfg.num_samples < 1:
         raise ConfigError(f"num_samples must be a positive integer, got {cfg.num_samples}.")
     ckpt_file, run_folder = resolve_checkpoint(cfg.ckpt_path)
-    _, _, model = rebuild(load_checkpoint(ckpt_file))
+    model = rebuild_model(load_checkpoint(ckpt_file))
     model.eval()
     generator = torch.Generator().manual_seed(cfg.seed)
     labels = None

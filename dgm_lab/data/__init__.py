@@ -1,4 +1,6 @@
-"""Datamodules. Every one serves in-memory float tensors in [0, 1] shaped (N, C, H, W)."""
+"""Datamodules. Every one holds its splits in memory (``base.TensorDataModule``) and serves float
+images in [0, 1] shaped (N, C, H, W), or points (N, 2) for the 2-D mixtures, with integer labels;
+what callbacks and metrics may ask of them is ``contract.InMemoryImageData``."""
 
 from dgm_lab.data.base import TensorDataModule
 from dgm_lab.data.cifar10 import CIFAR10DataModule

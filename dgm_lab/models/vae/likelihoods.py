@@ -24,9 +24,6 @@ class Bernoulli(nn.Module):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
 
-    def sample(self, params: torch.Tensor) -> torch.Tensor:
-        return torch.bernoulli(torch.sigmoid(params))
-
 
 class Gaussian(nn.Module):
     """Diagonal Gaussian with per-pixel mean and log-scale (a density on continuous data)."""
@@ -49,10 +46,6 @@ class Gaussian(nn.Module):
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return self._split(params)[0].clamp(0, 1)
-
-    def sample(self, params: torch.Tensor) -> torch.Tensor:
-        mean, log_scale = self._split(params)
-        return (mean + torch.randn_like(mean) * log_scale.exp()).clamp(0, 1)
 
 
 class DiscretizedLogistic(nn.Module):
@@ -84,9 +77,3 @@ class DiscretizedLogistic(nn.Module):
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return self._split(params)[0]
-
-    def sample(self, params: torch.Tensor) -> torch.Tensor:
-        mean, log_scale = self._split(params)
-        u = torch.rand_like(mean).clamp(1e-5, 1 - 1e-5)
-        x = mean + log_scale.exp() * (torch.log(u) - torch.log1p(-u))
-        return torch.round(x.clamp(0, 1) * (self.bins - 1)) / (self.bins - 1)
