@@ -9,7 +9,9 @@ from dgm_lab.errors import ConfigError
 from dgm_lab.metrics import lenet
 
 # The built-in feature metrics, as conf/metrics/common.yaml declares them (metrics.implementations):
-# name -> the node Hydra builds (dgm_lab.metrics.feature_metric). A YAML adds its own beside them.
+# name -> the node Hydra builds (dgm_lab.metrics.feature_metric). Kept here too so that Python callers
+# passing no implementations get them (tests/test_feature_metric.py checks that both agree); a new
+# metric's YAML adds its own entry beside them, and nothing here changes.
 BUILT_IN = {"fid": {"_target_": "dgm_lab.metrics.scores.FID"},
             "is": {"_target_": "dgm_lab.metrics.scores.InceptionScore"},
             "kid": {"_target_": "dgm_lab.metrics.scores.KID"},
