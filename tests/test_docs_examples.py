@@ -92,6 +92,8 @@ def test_guide_command_runs(project, command, tmp_path):
         for part, keys in LOGGED.items():
             if part in command:
                 assert all(np.isfinite(summary["metrics"].get(key, np.nan)) for key in keys), summary["metrics"]
+                headline = result.stdout.rpartition("[dgm-lab]")[0]  # the closing line, from the spec table
+                assert all(f"{key}=" in headline for key in keys if key.startswith("test/")), headline
 
 
 # -- the metric example's numbers --------------------------------------------------------------
