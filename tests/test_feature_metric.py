@@ -113,6 +113,11 @@ def test_a_plug_in_is_scored_keyed_cached_and_recorded_like_a_built_in(tmp_path)
     assert record["feature_layers"] == {"fid": "features", "mean_gap": "logits"}
     assert record["metrics"] == ["fid", "mean_gap"] and record["mean_gap_scale"] == 2.0
     assert "fid_raw" in record
+    assert record["registered_specs"] == {"mean_gap": {"name": "mean_gap", "direction": "min", "unit": "", "headline": None,
+                                                       "digits": 3, "description": "a throwaway row for these tests"}}
+    fid_only = SampleQuality(Settings.from_config({"compute": {"fid": True}, "num_real": 200, "cache_dir": str(tmp_path)}),
+                             quality.extractor, data)
+    assert "registered_specs" not in fid_only.evaluate("val", images=images)[1]  # built-in rows need no record
     _, cache = quality.reference("val")
     assert cache["key"]["layers"] == ["features", "logits"]  # the logits are part of what is cached
     assert reference_layers(build_feature_metrics(Settings(compute={"fid": True})), quality.extractor) == ["features"]
