@@ -232,3 +232,21 @@ def test_console_script_is_installed():
     script = shutil.which("dgm-compare", path=str(Path(sys.executable).parent))
     assert script, "dgm-compare is not installed next to python; run pip install -e ."
     assert subprocess.run([script, "--help"], capture_output=True, text=True).returncode == 0
+
+
+def test_plugin_metric_directions_come_from_the_runs_protocol(tmp_path, monkeypatch):
+    """A fresh dgm-compare process learns a plug-in metric's direction from the rows its run recorded."""
+    from dgm_lab.compare.collect import collect_runs
+    from dgm_lab.metrics import specs
+
+    monkeypatch.setattr(specs, "BY_NAME", dict(specs.BY_NAME))
+    row = {"name": "sharpness", "direction": "min", "unit": "", "headline": None, "digits": 3, "description": "x"}
+    for index, value in enumerate((0.2, 0.7)):
+        folder = tmp_path / f"run{index}"
+        folder.mkdir()
+        summary = {"status": "completed", "metrics": {"test/sharpness_lenet": value},
+                   "diagnostics": {"sample_quality": {"test": {"protocol": {"registered_specs": {"sharpness": row}}}}}}
+        (folder / "summary.json").write_text(json.dumps(summary))
+    assert specs.direction("test/sharpness_lenet") is None
+    runs = collect_runs([str(tmp_path / "run*")])
+    assert len(runs) == 2 and specs.direction("test/sharpness_lenet") == "min"

@@ -176,7 +176,8 @@ def test_every_evaluation_draws_the_same_samples_and_keeps_nothing(digits, tmp_p
     first, record = quality.evaluate("val", model=model)
     second, _ = quality.evaluate("val", model=model)
     assert first == second and record["num_generated"] == 300 and record["generated"]["seed"] == 0
-    assert set(vars(quality)) == {"settings", "extractor", "data", "device", "net", "_reference"}
+    assert set(vars(quality)) == {"settings", "extractor", "data", "device", "net", "_reference", "metrics"}
+    assert all(not vars(metric) for metric in quality.metrics.values())  # the built-ins keep no state
 
 
 class TaggedDigits(MNIST5kDataModule):

@@ -1,5 +1,5 @@
-"""FID, IS, KID and precision/recall as computed by dgm_lab.metrics.scores (through
-torch-fidelity), checked against independent numpy/scipy computations on cases with known answers."""
+"""FID, IS, KID and precision/recall as computed by the built-in feature metrics of
+dgm_lab.metrics.scores (through torch-fidelity, built from their config as a run builds them), checked against independent numpy/scipy computations on cases with known answers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from sklearn.metrics.pairwise import polynomial_kernel
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 
-from dgm_lab.metrics.scores import compute_scores, fid_statistics
+from dgm_lab.metrics.feature_metric import build_feature_metrics, compute_scores
+from dgm_lab.metrics.scores import fid_statistics
 from dgm_lab.metrics.settings import Settings
 
 
@@ -20,7 +21,7 @@ class FakeExtractor:
     """Stands in for a network: features are given directly ("features" for FID/KID/PR, "logits" for IS)."""
 
     def layer(self, metric: str) -> str:
-        return "logits" if metric == "is" else "features"
+        return "logits" if metric == "isc" else "features"
 
 
 def scores(metrics, generated, real=None, **settings):
@@ -33,7 +34,8 @@ def scores(metrics, generated, real=None, **settings):
         stats = fid_statistics(real)  # as the reference cache stores them
         reference = {"features": {"features": real}, "fid_mu": torch.from_numpy(stats["mu"]),
                      "fid_sigma": torch.from_numpy(stats["sigma"])}
-    found, details = compute_scores(metrics, generated, reference, FakeExtractor(), Settings(**settings))
+    settings = Settings.from_config({"compute": dict.fromkeys(metrics, True), **settings})
+    found, details = compute_scores(build_feature_metrics(settings), generated, reference, FakeExtractor(), settings)
     return {name: value for (name, statistic), value in found.items() if not statistic}, details
 
 

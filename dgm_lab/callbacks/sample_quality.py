@@ -1,4 +1,4 @@
-"""FID / IS / KID / precision-recall of a model's samples during training (conf/metrics).
+"""FID / IS / KID / precision-recall (and plug-in feature metrics) of a model's samples during training (conf/metrics).
 
     dgm-train metrics=lenet                          # all four with the shipped LeNet: val/fid_lenet ...
     dgm-train metrics=[fid,kid] metrics.every_n_epochs=5
@@ -14,9 +14,10 @@ from pytorch_lightning.loggers import WandbLogger
 
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics.extractors import Extractor, missing_inception_message, resolve_extractor
+from dgm_lab.metrics.feature_metric import build_feature_metrics
 from dgm_lab.metrics.sample_quality import SampleQuality as Evaluator
 from dgm_lab.metrics.sample_quality import image_data
-from dgm_lab.metrics.settings import INCEPTION, Settings
+from dgm_lab.metrics.settings import CAS, INCEPTION, Settings
 
 log = logging.getLogger("dgm_lab")
 
@@ -34,14 +35,16 @@ class SampleQuality(pl.Callback):
 
     Args:
         settings: the ``metrics`` config node (see conf/metrics/common.yaml). With no metric
-            selected the callback does nothing.
+            selected the callback does nothing. The selected feature metrics are built here, when
+            the run is built, so a plug-in that does not build stops it before training.
     """
 
     def __init__(self, settings: dict | None = None):
         self.settings = Settings.from_config(settings)
-        if "cas" in self.settings.selected:
+        if CAS in self.settings.selected:
             raise ConfigError("metrics=[cas] is computed by dgm-eval on a trained class-conditional model, not during training.")
         self.active = bool(self.settings.feature_metrics)
+        self.metrics = build_feature_metrics(self.settings)
         self.evaluator: Evaluator | None = None
         self.skipped: str | None = None
         self.diagnostics: dict = {}  # {"sample_quality": {split: latest entry, "history": [...], "skipped": ...}}
@@ -65,7 +68,7 @@ class SampleQuality(pl.Callback):
         if extractor is None:
             self._record_skip()
             return
-        self.evaluator = Evaluator(self.settings, extractor, data, device=pl_module.device)
+        self.evaluator = Evaluator(self.settings, extractor, data, device=pl_module.device, metrics=self.metrics)
 
     def _record_skip(self) -> None:
         if self.skipped:

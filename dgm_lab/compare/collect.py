@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from dgm_lab.errors import UserError
+from dgm_lab.metrics import specs
 from dgm_lab.run_folder import MARKERS, RunFolder
 
 
@@ -84,10 +85,21 @@ def read_run(folder: Path) -> Run:
             run.summary = json.loads(files.summary.read_text())
         except json.JSONDecodeError as error:
             raise NotARunFolderError(f"{files.summary} is not valid JSON ({error}).") from None
+    register_plugin_specs(run.summary)
     run.config = run.summary.get("config") or _read_yaml(files.config)
     run.curves = read_curves(files.metrics_csv)
     run.samples = latest_samples(files.samples)
     return run
+
+
+def register_plugin_specs(summary: dict) -> None:
+    """Metric-spec rows that plug-in metrics registered in the run (recorded in their protocol), so
+    that this process ranks them by their own direction, not by guesses from their names."""
+    quality = (summary.get("diagnostics") or {}).get("sample_quality") or {}
+    for entry in quality.values():
+        rows = ((entry.get("protocol") or {}).get("registered_specs") or {}) if isinstance(entry, dict) else {}
+        for row in rows.values():
+            specs.register(specs.MetricSpec(**row))
 
 
 def read_curves(path: Path) -> dict[str, list[tuple[float, float]]]:

@@ -21,11 +21,12 @@ from torch_fidelity.utils import create_feature_extractor
 
 from dgm_lab.errors import ConfigError, DataError
 from dgm_lab.metrics import lenet
-from dgm_lab.metrics.settings import FEATURE_METRICS, INCEPTION, Settings
+from dgm_lab.metrics.settings import INCEPTION, Settings
 
 log = logging.getLogger("dgm_lab")
 
-TF_METRIC = {"fid": "fid", "is": "isc", "kid": "kid", "prc": "prc"}  # torch-fidelity's names
+# torch-fidelity's metrics: each names a default layer of every extractor (LeNet: features or logits)
+TF_METRICS = ("fid", "isc", "kid", "prc")
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # pytorch-fid's name for the same TF port
 INCEPTION_FILES = (INCEPTION_FILE, Path(URL_INCEPTION_V3).name)  # both load into torch-fidelity's net
 PYTORCH_FID_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_FILE}"
@@ -47,16 +48,17 @@ class Extractor:
     resize: str
     channels: int  # channels the network takes (grey is replicated for InceptionV3)
 
-    def layer(self, metric: str) -> str:
-        return FEATURE_EXTRACTORS_REGISTRY[self.name].get_default_feature_layer_for_metric(TF_METRIC[metric])
+    def layer(self, tf_metric: str) -> str:
+        """The extractor's default layer for torch-fidelity's metric ``tf_metric`` (``TF_METRICS``)."""
+        return FEATURE_EXTRACTORS_REGISTRY[self.name].get_default_feature_layer_for_metric(tf_metric)
 
     @property
     def reference_layers(self) -> list[str]:
-        """Layers of the two-sample metrics (FID, KID, PR): what the reference cache holds."""
+        """Layers of torch-fidelity's two-sample metrics (FID, KID, PR): what the reference cache holds."""
         return sorted({self.layer(m) for m in ("fid", "kid", "prc")})
 
     def build(self, device) -> torch.nn.Module:
-        layers = sorted({self.layer(m) for m in FEATURE_METRICS})
+        layers = sorted({self.layer(m) for m in TF_METRICS})
         net = create_feature_extractor(self.name, layers, cuda=False, feature_extractor_weights_path=self.weights,
                                        verbose=False)
         return net.to(device)

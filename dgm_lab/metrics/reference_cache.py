@@ -30,24 +30,26 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dgm-lab" / "fidelity"
 
 
-def reference_key(extractor: Extractor, dataset: str, split: str, num_real: int, data_fingerprint: str = "") -> dict:
+def reference_key(extractor: Extractor, dataset: str, split: str, num_real: int, data_fingerprint: str = "",
+                  layers: list[str] | None = None) -> dict:
     """Everything that changes the reference features; its hash names the cache file.
-    ``data_fingerprint`` (``InMemoryImageData.fingerprint``) tells apart two folders of one name."""
+    ``data_fingerprint`` (``InMemoryImageData.fingerprint``) tells apart two folders of one name;
+    ``layers``: those the selected metrics read (``feature_metric.reference_layers``), by default the built-ins'."""
     return {"format": CACHE_FORMAT, "dataset": dataset, "data_fingerprint": data_fingerprint or dataset,
             "split": split, "num_images_requested": num_real,
             "selection": "first images of the split in its fixed order", "images": "grey levels (binarize=none), uint8 round(255 x)",
             "extractor": extractor.name, "weights_sha256": extractor.weights_sha256,
-            "layers": extractor.reference_layers, "resize": extractor.resize}
+            "layers": sorted(layers or extractor.reference_layers), "resize": extractor.resize}
 
 
 def reference_features(extractor: Extractor, net, dataset: str, split: str, num_real: int,
                        load_images: Callable[[], torch.Tensor], cache_dir: str | None, batch_size: int,
-                       device, data_fingerprint: str = "") -> tuple[dict, dict]:
+                       device, data_fingerprint: str = "", layers: list[str] | None = None) -> tuple[dict, dict]:
     """({layer: features, "fid_mu", "fid_sigma", "num_images"}, cache record), from the cache if present.
 
     ``load_images()`` returns the split's first ``num_real`` uint8 images (N, C, H, W) in grey levels
     (``InMemoryImageData.reference_images``); it is only called on a cache miss."""
-    key = reference_key(extractor, dataset, split, num_real, data_fingerprint)
+    key = reference_key(extractor, dataset, split, num_real, data_fingerprint, layers)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     path = folder / f"{dataset}-{split}-n{num_real}-{extractor.name}-{digest}.pt"

@@ -5,8 +5,9 @@ are missing) -> reference features of the first ``num_real`` images of a split, 
 data contract (``InMemoryImageData.reference_images``: grey levels, never binarized) and cached
 (``dgm_lab.metrics.reference_cache``) -> features of exactly ``num_samples`` generated images
 (``dgm_lab.metrics.features``: sharded over DDP ranks by fixed chunks, gathered, so every rank
-holds the same set as a single process would) -> torch-fidelity's own metric functions on every
-rank (``dgm_lab.metrics.scores``) -> keys from the metric-spec table (``dgm_lab.metrics.specs``) and
+holds the same set as a single process would) -> every selected feature metric on every rank
+(``dgm_lab.metrics.feature_metric``: built from ``metrics.implementations``, the built-ins in
+``dgm_lab.metrics.scores``) -> keys from the metric-spec table (``dgm_lab.metrics.specs``) and
 the protocol beside the scores (``dgm_lab.metrics.protocol``).
 The training callback (``dgm_lab.callbacks.sample_quality``) and ``dgm-eval`` both go through
 ``SampleQuality``; ``evaluate_for_cli`` adds CAS for dgm-eval.
@@ -22,11 +23,16 @@ from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics.cas import classification_accuracy_score
 from dgm_lab.metrics.extractors import Extractor, missing_inception_message, resolve_extractor
+from dgm_lab.metrics.feature_metric import (
+    FeatureMetric,
+    build_feature_metrics,
+    compute_scores,
+    reference_layers,
+)
 from dgm_lab.metrics.features import extract, generated_features
 from dgm_lab.metrics.protocol import protocol
 from dgm_lab.metrics.reference_cache import reference_features
-from dgm_lab.metrics.scores import compute_scores
-from dgm_lab.metrics.settings import Settings
+from dgm_lab.metrics.settings import CAS, Settings
 from dgm_lab.metrics.specs import metric_key
 
 
@@ -50,10 +56,13 @@ class SampleQuality:
 
     Args:
         data: the datamodule; its ``reference_images`` (grey levels, never binarized) are the real images.
+        metrics: the selected feature metrics, already built; None builds them from ``settings``.
     """
 
-    def __init__(self, settings: Settings, extractor: Extractor, data: InMemoryImageData, device="cpu"):
+    def __init__(self, settings: Settings, extractor: Extractor, data: InMemoryImageData, device="cpu",
+                 metrics: dict[str, FeatureMetric] | None = None):
         self.settings, self.extractor, self.data = settings, extractor, image_data(data)
+        self.metrics = build_feature_metrics(settings) if metrics is None else metrics
         self.device = torch.device(device)
         self.net = extractor.build(self.device)
         self._reference: dict[str, tuple[dict, dict]] = {}
@@ -68,14 +77,13 @@ class SampleQuality:
             self._reference[split] = reference_features(
                 self.extractor, self.net, self.dataset, split, s.num_real,
                 lambda: self.data.reference_images(split, limit=s.num_real)[0], s.cache_dir, s.batch_size, self.device,
-                data_fingerprint=self.data.fingerprint)
+                data_fingerprint=self.data.fingerprint, layers=reference_layers(self.metrics, self.extractor))
         return self._reference[split]
 
     def evaluate(self, split: str, model=None, images: torch.Tensor | None = None, source: dict | None = None,
                  rank: int = 0, world_size: int = 1) -> tuple[dict, dict]:
         """(logged scores, protocol) for samples of ``model`` or for uint8 ``images`` (N, C, H, W)."""
         started = time.time()
-        metrics = self.settings.feature_metrics
         self.net.to(self.device)
         if images is not None:
             generated = extract(self.net, images, self.settings.batch_size, self.device, self.extractor.channels)
@@ -85,11 +93,11 @@ class SampleQuality:
             source = {"source": "model.sample", "seed": self.settings.seed, "chunk_size": self.settings.batch_size,
                       "class_balanced_labels": bool(model.conditional), "world_size": world_size}
         num_generated = len(next(iter(generated.values())))
-        needs_reference = any(m in metrics for m in ("fid", "kid", "prc"))
+        needs_reference = any(m.needs_reference for m in self.metrics.values())
         reference, cache = self.reference(split) if needs_reference else (None, None)
-        scores, details = compute_scores(metrics, generated, reference, self.extractor, self.settings)
+        scores, details = compute_scores(self.metrics, generated, reference, self.extractor, self.settings)
         del generated  # nothing of this evaluation outlives it
-        record = protocol(metrics, self.extractor, self.settings, self.dataset, split, num_generated,
+        record = protocol(self.metrics, self.extractor, self.settings, self.dataset, split, num_generated,
                           reference["num_images"] if reference else None, source, cache, details)
         record["wall_time_s"] = round(time.time() - started, 2)
         return logged_scores(scores, split, self.extractor.key_name), record
@@ -109,7 +117,7 @@ def evaluate_for_cli(settings: Settings, datamodule, split: str, device="cpu", m
             evaluator = SampleQuality(settings, extractor, data, device)
             found, record["protocol"] = evaluator.evaluate(split, model=model, images=images, source=source)
             scores.update(found)
-    if "cas" in settings.selected:
+    if CAS in settings.selected:
         if model is None:
             raise ConfigError("metrics=[cas] needs ckpt_path= of a class-conditional model, not images=.")
         found, record["cas"] = classification_accuracy_score(

@@ -8,8 +8,15 @@ from dataclasses import dataclass, field, fields
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics import lenet
 
-FEATURE_METRICS = ("fid", "is", "kid", "prc")  # computed from extractor features
-ALL_METRICS = (*FEATURE_METRICS, "cas")  # cas: classification accuracy score (dgm_lab.metrics.cas)
+# The built-in feature metrics, as conf/metrics/common.yaml declares them (metrics.implementations):
+# name -> the node Hydra builds (dgm_lab.metrics.feature_metric). Kept here too so that Python callers
+# passing no implementations get them (tests/test_feature_metric.py checks that both agree); a new
+# metric's YAML adds its own entry beside them, and nothing here changes.
+BUILT_IN = {"fid": {"_target_": "dgm_lab.metrics.scores.FID"},
+            "is": {"_target_": "dgm_lab.metrics.scores.InceptionScore"},
+            "kid": {"_target_": "dgm_lab.metrics.scores.KID"},
+            "prc": {"_target_": "dgm_lab.metrics.scores.PrecisionRecall"}}
+CAS = "cas"  # classification accuracy score (dgm_lab.metrics.cas): a model metric, not a feature one
 INCEPTION = "inception-v3-compat"  # torch-fidelity's name of the TF-compatible InceptionV3
 # metrics.feature_extractor: "lenet" picks the shipped LeNet of the dataset (dgm_lab.metrics.extractors).
 FEATURE_EXTRACTORS = ("lenet", *lenet.LENETS, INCEPTION)
@@ -20,6 +27,7 @@ class Settings:
     """The ``metrics`` config node (conf/metrics/common.yaml documents every field)."""
 
     compute: dict = field(default_factory=dict)
+    implementations: dict = field(default_factory=lambda: {name: dict(node) for name, node in BUILT_IN.items()})
     feature_extractor: str = "lenet"
     lenet_weights: str | None = None
     inception_weights: str | None = None
@@ -47,11 +55,12 @@ class Settings:
         unknown = sorted(set(node) - {f.name for f in fields(cls)})
         if unknown:
             raise ConfigError(f"unknown metrics setting(s) {', '.join(unknown)}; see conf/metrics/common.yaml.")
-        settings = cls(**node)
+        declared = {**BUILT_IN, **dict(node.pop("implementations", None) or {})}  # a YAML adds to the built-ins
+        settings = cls(**node, implementations={name: _implementation(name, value) for name, value in declared.items()})
         settings.compute = {k: bool(v) for k, v in dict(settings.compute or {}).items()}
-        bad = sorted(set(settings.compute) - set(ALL_METRICS))
+        bad = sorted(set(settings.compute) - set(settings.choices))
         if bad:
-            raise ConfigError(f"unknown metric(s) {', '.join(bad)}; choose from metrics=[{','.join(ALL_METRICS)}].")
+            raise ConfigError(f"unknown metric(s) {', '.join(bad)}; choose from metrics=[{','.join(settings.choices)}].")
         if settings.on_missing_weights not in ("error", "skip"):
             raise ConfigError(f"metrics.on_missing_weights must be error or skip, got {settings.on_missing_weights!r}.")
         if settings.feature_extractor not in FEATURE_EXTRACTORS:
@@ -66,9 +75,25 @@ class Settings:
         return settings
 
     @property
+    def choices(self) -> tuple[str, ...]:
+        """Every name ``compute`` may switch on: the declared feature metrics, then CAS."""
+        return (*self.implementations, CAS)
+
+    @property
     def selected(self) -> tuple[str, ...]:
-        return tuple(m for m in ALL_METRICS if self.compute.get(m))
+        return tuple(m for m in self.choices if self.compute.get(m))
 
     @property
     def feature_metrics(self) -> tuple[str, ...]:
-        return tuple(m for m in FEATURE_METRICS if self.compute.get(m))
+        return tuple(m for m in self.implementations if self.compute.get(m))
+
+
+def _implementation(name: str, node) -> dict:
+    """One ``metrics.implementations`` entry, checked: a mapping with a ``_target_``."""
+    if name == CAS:
+        raise ConfigError("metrics.implementations.cas: cas is the classification accuracy score of dgm-eval; "
+                          "give the feature metric another name.")
+    if not isinstance(node, dict) or not isinstance(node.get("_target_"), str):
+        raise ConfigError(f"metrics.implementations.{name} must be a mapping with _target_: <module.Class of the "
+                          f"metric>, got {node!r}.")
+    return dict(node)

@@ -11,7 +11,8 @@ A logged key is ``<split>/<name>[_<extractor>][_<statistic>]``:
 Logs, ``summary.json``, ``eval.json``, the closing headline of ``dgm-train`` and the comparison
 report all read names, directions and formats from here. A metric that is not in the table (a new
 model's own) still works: its direction comes from the name hints in ``NAME_HINTS``, else from the
-checkpoint monitor's mode, and it is shown with three decimals.
+checkpoint monitor's mode, and it is shown with three decimals. A plug-in sample-quality metric
+adds its rows with ``register`` when it is built (``dgm_lab.metrics.feature_metric``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+
+from dgm_lab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 EXTRACTOR_SUFFIXES = ("lenet",)  # InceptionV3 scores carry no suffix
@@ -90,7 +93,28 @@ SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("accuracy", "max", "fraction", 15, description="classification accuracy"),
     MetricSpec("error", "min", "fraction", 15, description="classification error"),
 )
-BY_NAME = {spec.name: spec for spec in SPECS}
+BY_NAME = {spec.name: spec for spec in SPECS}  # the built-in rows, then those added by ``register``
+DIRECTIONS = ("max", "min", None)
+
+
+def register(spec: MetricSpec) -> MetricSpec:
+    """Add a row (a plug-in metric calls this when it is built), so that logged keys, directions,
+    formats and headlines know it. Registering the same row again is a no-op; a row that already
+    exists with other values, a built-in one above all, is refused: two meanings of one logged name
+    would make runs incomparable."""
+    if spec.direction not in DIRECTIONS:
+        raise ConfigError(f"MetricSpec {spec.name!r}: direction must be 'max', 'min' or None, got {spec.direction!r}.")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", spec.name):
+        raise ConfigError(f"MetricSpec name {spec.name!r} must be lower-case letters, digits and underscores.")
+    known = BY_NAME.get(spec.name)
+    if known is not None and known != spec:
+        kind = "built-in" if known in SPECS else "registered"
+        raise ConfigError(f"metric {spec.name!r} is already a {kind} row of dgm_lab.metrics.specs with other values "
+                          f"(direction {known.direction}, unit {known.unit!r}, headline {known.headline}, "
+                          f"digits {known.digits}); give the new metric another name.")
+    BY_NAME[spec.name] = spec
+    return spec
+
 
 # Fallback for names not in the table: the rightmost whole-word hint decides (``val/my_nll`` -> min).
 NAME_HINTS = {
