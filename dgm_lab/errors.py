@@ -19,3 +19,9 @@ class CheckpointError(UserError):
 
 class DivergedError(Exception):
     """The training loss became NaN or infinite."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise a ConfigError with ``message`` (one sentence that says what to do) unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(message)

@@ -6,12 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dgm_lab.errors import ConfigError
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+from dgm_lab.errors import require
 
 
 def _positive_int(value) -> bool:
@@ -35,11 +30,11 @@ class EvaluationSettings:
     ais_num_runs: int = 100
 
     def __post_init__(self):
-        _require(_positive_int(self.iwae_k), f"eval.iwae_k must be a positive integer, got eval.iwae_k={self.iwae_k!r}.")
-        _require(_positive_int(self.iwae_batch), f"eval.iwae_batch must be a positive integer, got {self.iwae_batch!r}.")
-        _require(isinstance(self.ais_num_betas, int) and self.ais_num_betas >= 3,
+        require(_positive_int(self.iwae_k), f"eval.iwae_k must be a positive integer, got eval.iwae_k={self.iwae_k!r}.")
+        require(_positive_int(self.iwae_batch), f"eval.iwae_batch must be a positive integer, got {self.iwae_batch!r}.")
+        require(isinstance(self.ais_num_betas, int) and self.ais_num_betas >= 3,
                  f"eval.ais.num_betas must be at least 3, got {self.ais_num_betas!r}.")
-        _require(isinstance(self.ais_num_runs, int) and self.ais_num_runs >= 2,
+        require(isinstance(self.ais_num_runs, int) and self.ais_num_runs >= 2,
                  f"eval.ais.num_runs must be at least 2 (for the error bar), got {self.ais_num_runs!r}.")
 
     @classmethod
@@ -62,9 +57,9 @@ class OptimizerSettings:
     weight_decay: float = 0.0
 
     def __post_init__(self):
-        _require(isinstance(self.lr, int | float) and self.lr > 0,
+        require(isinstance(self.lr, int | float) and self.lr > 0,
                  f"optimizer.lr must be positive, got optimizer.lr={self.lr!r}.")
-        _require(isinstance(self.weight_decay, int | float) and self.weight_decay >= 0,
+        require(isinstance(self.weight_decay, int | float) and self.weight_decay >= 0,
                  f"optimizer.weight_decay must be non-negative, got optimizer.weight_decay={self.weight_decay!r}.")
 
     @classmethod
@@ -76,5 +71,5 @@ class OptimizerSettings:
 def check_trainer_limits(node) -> None:
     """``trainer.max_epochs``: at least 1, or -1 / null for no limit."""
     max_epochs = dict(node or {}).get("max_epochs")
-    _require(max_epochs is None or (isinstance(max_epochs, int) and (max_epochs == -1 or max_epochs >= 1)),
+    require(max_epochs is None or (isinstance(max_epochs, int) and (max_epochs == -1 or max_epochs >= 1)),
              f"trainer.max_epochs must be >= 1 (or -1 for no limit), got trainer.max_epochs={max_epochs!r}.")

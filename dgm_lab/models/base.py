@@ -159,9 +159,3 @@ def decay_weights_only(named_parameters: Iterable[tuple[str, torch.nn.Parameter]
     named = list(named_parameters)
     return [{"params": [p for name, p in named if name.endswith("weight")]},
             {"params": [p for name, p in named if not name.endswith("weight")], "weight_decay": 0.0}]
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise a ConfigError with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise ConfigError(message)

@@ -12,13 +12,12 @@ failing inside Hydra's composition with a stack of OmegaConf messages.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from dgm_lab.models.settings import ModelSettings
+from dgm_lab.models.settings import ModelSchema
 
 # What every model receives from the run besides its own settings.
 WIRING = {
@@ -30,14 +29,6 @@ WIRING = {
 EVALUATION_WIRING = {"evaluation": "${eval}"}  # models whose test metrics read the eval block
 
 
-class ModelSchema(NamedTuple):
-    """A model class, the dataclass of its settings, and whether it reads the run's eval block."""
-
-    target: str
-    settings: type[ModelSettings]
-    reads_eval: bool
-
-
 def schema_node(schema: ModelSchema) -> dict:
     """The ConfigStore node of a model: its class, the run's wiring and its settings' defaults."""
     wiring = {**WIRING, **(EVALUATION_WIRING if schema.reads_eval else {})}
@@ -46,7 +37,7 @@ def schema_node(schema: ModelSchema) -> dict:
 
 def register_model_schemas() -> None:
     """Store ``model/schema/<name>`` for every model family in Hydra's ConfigStore."""
-    # Imported here: each family's config module imports ModelSchema from this one.
+    # Imported here, when the schemas are registered: the families' modules need torch, this one does not.
     from dgm_lab.models.boltzmann.config import SCHEMAS as BOLTZMANN
     from dgm_lab.models.gan.config import SCHEMAS as GAN
     from dgm_lab.models.vae.config import SCHEMAS as VAE

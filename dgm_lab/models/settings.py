@@ -15,7 +15,7 @@ import copy
 import dataclasses
 import types
 import typing
-from typing import Any
+from typing import Any, NamedTuple
 
 from dgm_lab.errors import ConfigError
 
@@ -104,3 +104,11 @@ def _describe(hint: Any, minimum: float | None) -> str:
     if minimum == 0:
         return f"a non-negative {kind}"
     return f"a {kind} >= {minimum}"
+
+
+class ModelSchema(NamedTuple):
+    """A model class, the dataclass of its settings, and whether it reads the run's eval block."""
+
+    target: str
+    settings: type[ModelSettings]
+    reads_eval: bool

@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from dgm_lab.models.base import GenerativeModule, require
+from dgm_lab.errors import require
+from dgm_lab.models.base import GenerativeModule
 
 
 class StagedModule(GenerativeModule):

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dgm_lab.errors import require
 from dgm_lab.metrics.ais import VISIBLE_TYPES, RBMParams
-from dgm_lab.models.base import require
 
 
 def bernoulli(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from dgm_lab.errors import require
 from dgm_lab.metrics.ais import annealed_importance_sampling, base_rate_bias, unnormalized_log_prob
-from dgm_lab.models.base import require
 from dgm_lab.models.boltzmann.config import RBMConfig
 from dgm_lab.models.boltzmann.layer import RBMLayer, bernoulli, device_generator
 from dgm_lab.models.boltzmann.module import BoltzmannModule

@@ -41,7 +41,8 @@ import torch
 from torch import nn
 
 from dgm_lab.data.contract import InMemoryImageData
-from dgm_lab.models.base import GenerativeModule, require
+from dgm_lab.errors import require
+from dgm_lab.models.base import GenerativeModule
 from dgm_lab.models.gan.config import GANConfig
 from dgm_lab.models.gan.losses import adversarial_loss, gradient_penalty
 from dgm_lab.models.gan.networks import add_spectral_norm, has_batch_norm

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dgm_lab.models.base import require
-from dgm_lab.models.schemas import ModelSchema
-from dgm_lab.models.settings import ModelSettings, setting
+from dgm_lab.errors import require
+from dgm_lab.models.settings import ModelSchema, ModelSettings, setting
 
 
 @dataclass
