@@ -108,7 +108,7 @@ class DiscretizedLogisticMixture(Likelihood):
         logits, means, _, coupling = self.split(params, c)
         expected = torch.sigmoid(means)
         if coupling is not None:
-            for channel in range(1, c):  # each pass fixes one more channel's expectation
+            for _ in range(c - 1):  # each pass fixes one more channel's expectation
                 expected = self._locations(means, coupling, expected)
         weights = torch.softmax(logits, dim=1).unsqueeze(2)
         return (weights * expected).sum(1).clamp(0, 1)
