@@ -109,13 +109,13 @@ def conv_plan(shape) -> tuple[int, int, int, int]:
     """
     shape = as_shape(shape)
     if len(shape) != 3:
-        raise ConfigError(f"DCGAN networks need (C, H, W) images, got data shape {list(shape)}; use model=gan for vectors.")
+        raise ConfigError(f"convolutional GAN networks (DCGAN, ResNet) need (C, H, W) images, got data shape {list(shape)}; use model=gan for vectors.")
     c, h, w = shape
     stages = 0
     while h % 2 == 0 and w % 2 == 0 and min(h, w) > 4:
         h, w, stages = h // 2, w // 2, stages + 1
     if stages == 0:
-        raise ConfigError(f"DCGAN needs even image sizes larger than 4, got {shape[1]}x{shape[2]}.")
+        raise ConfigError(f"convolutional GAN networks need even image sizes larger than 4, got {shape[1]}x{shape[2]}.")
     return c, h, w, stages
 
 
