@@ -5,17 +5,17 @@ from the image: ``conv_plan`` gives the 4x4 start and the number of 2x stages (3
 Generator: z (B, latent_dim) -> linear -> (channels, 4, 4) -> one up-sampling residual block per
 stage -> BN, ReLU, 3x3 conv, output activation (tanh: images in [-1, 1]). A block is
 BN, ReLU, 2x nearest up-sampling, 3x3 conv, BN, ReLU, 3x3 conv, plus the shortcut up-sampling and
-1x1 conv. Class-conditional: every batch norm is conditional (a per-class gain and bias on
+1x1 conv. Class-conditional: the batch norms inside the blocks are conditional (a per-class gain and bias on
 unit-free batch statistics; Miyato & Koyama 2018, de Vries et al. 2017).
 
 Discriminator: the optimized first block (3x3 conv, ReLU, 3x3 conv, 2x2 mean pool; shortcut mean
 pool then 1x1 conv), down-sampling residual blocks (ReLU, 3x3 conv, ReLU, 3x3 conv, 2x2 mean pool;
 shortcut 1x1 conv then mean pool), plain residual blocks up to ``num_blocks``, ReLU, global sum
-(SNGAN) or mean (WGAN-GP) pooling over space and a linear head with the projection term when
-conditional. At 32x32: blocks at 16, 8, 8, 8 (one down-sampling block fewer than the generator's up-sampling
-stages, as both papers). No batch norm (spectral norm and the gradient penalty are per-layer and
-per-example constraints); ``norm=layer`` adds a layer norm over (C, H, W) before each ReLU, the
-critic normalization WGAN-GP recommends.
+(SNGAN) or mean (WGAN-GP) pooling over space and a linear head, with the projection term when
+conditional. At 32x32 the blocks output 16, 8, 8 and 8 pixels a side: one down-sampling block
+fewer than the generator's up-sampling stages, as in both papers. No batch norm: neither paper's D
+has one, and it would mix the examples that a gradient penalty treats one by one. ``norm=layer``
+adds a layer norm over (C, H, W) before each ReLU, the critic normalization WGAN-GP recommends.
 """
 
 from __future__ import annotations
