@@ -1,5 +1,5 @@
 """ResNet generator and discriminator for 32x32 images (CIFAR-10), as described in the appendices of
-Miyato et al. 2018 (SNGAN, table 4) and Gulrajani et al. 2017 (WGAN-GP, CIFAR-10 ResNet), sized
+Miyato et al. 2018 (SNGAN) and Gulrajani et al. 2017 (WGAN-GP, CIFAR-10 ResNet), sized
 from the image: ``conv_plan`` gives the 4x4 start and the number of 2x stages (32 -> 3, 16 -> 2, 8 -> 1).
 
 Generator: z (B, latent_dim) -> linear -> (channels, 4, 4) -> one up-sampling residual block per
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgm_lab.errors import ConfigError
-from dgm_lab.models.gan.networks import ProjectionHead, _out_activation, conv_plan
+from dgm_lab.models.gan.networks import ProjectionHead, conv_plan, output_activation
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -76,7 +76,7 @@ class ResNetGenerator(nn.Module):
         self.project = nn.Linear(latent_dim, channels * h0 * w0)
         self.blocks = nn.ModuleList(UpBlock(channels, channels, num_classes) for _ in range(stages))
         self.norm = nn.BatchNorm2d(channels)
-        self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, c_out, 3, padding=1), _out_activation(out_activation))
+        self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, c_out, 3, padding=1), output_activation(out_activation))
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.project(z).view(-1, *self.start)
