@@ -1,5 +1,6 @@
 """Generative adversarial networks: the adversarial module every GAN preset shares
-(``model=gan|dcgan|wgan_gp|sngan``), its losses and its generator / discriminator networks."""
+(``model=gan|dcgan|wgan_gp|sngan|sngan_resnet|wgan_gp_resnet``), its losses and its generator /
+discriminator networks (MLP, DCGAN, ResNet)."""
 
 from dgm_lab.models.gan.gan import GAN
 from dgm_lab.models.gan.networks import (
@@ -10,6 +11,7 @@ from dgm_lab.models.gan.networks import (
     MLPGenerator,
     ProjectionHead,
 )
+from dgm_lab.models.gan.resnet import ResNetDiscriminator, ResNetGenerator
 
 __all__ = ["GAN", "MLPGenerator", "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator", "LabelInput",
-           "ProjectionHead"]
+           "ProjectionHead", "ResNetGenerator", "ResNetDiscriminator"]

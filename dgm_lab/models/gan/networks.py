@@ -26,7 +26,7 @@ from dgm_lab.models.shapes import as_shape
 LEAKY_SLOPE = 0.2  # DCGAN's LeakyReLU slope (Radford et al. 2015)
 
 
-def _out_activation(name: str) -> nn.Module:
+def output_activation(name: str) -> nn.Module:
     if name not in ("tanh", "none"):
         raise ConfigError(f"generator out_activation must be 'tanh' or 'none', got {name!r}.")
     return nn.Tanh() if name == "tanh" else nn.Identity()
@@ -78,7 +78,7 @@ class MLPGenerator(nn.Module):
         for h in hidden:
             layers += [nn.Linear(width, h), *([nn.BatchNorm1d(h)] if batch_norm else []), nn.ReLU()]
             width = h
-        layers += [nn.Linear(width, math.prod(self.out_shape)), _out_activation(out_activation)]
+        layers += [nn.Linear(width, math.prod(self.out_shape)), output_activation(out_activation)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -109,13 +109,13 @@ def conv_plan(shape) -> tuple[int, int, int, int]:
     """
     shape = as_shape(shape)
     if len(shape) != 3:
-        raise ConfigError(f"DCGAN networks need (C, H, W) images, got data shape {list(shape)}; use model=gan for vectors.")
+        raise ConfigError(f"convolutional GAN networks (DCGAN, ResNet) need (C, H, W) images, got data shape {list(shape)}; use model=gan for vectors.")
     c, h, w = shape
     stages = 0
     while h % 2 == 0 and w % 2 == 0 and min(h, w) > 4:
         h, w, stages = h // 2, w // 2, stages + 1
     if stages == 0:
-        raise ConfigError(f"DCGAN needs even image sizes larger than 4, got {shape[1]}x{shape[2]}.")
+        raise ConfigError(f"convolutional GAN networks need even image sizes larger than 4, got {shape[1]}x{shape[2]}.")
     return c, h, w, stages
 
 
@@ -135,7 +135,7 @@ class DCGANGenerator(nn.Module):
         for _ in range(stages - 1):
             layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU()]
             width //= 2
-        layers += [nn.ConvTranspose2d(width, c_out, 4, 2, 1), _out_activation(out_activation)]
+        layers += [nn.ConvTranspose2d(width, c_out, 4, 2, 1), output_activation(out_activation)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Decoder likelihoods p(x|z). Each returns log p(x|z) summed over all dimensions, in nats.
 
-``num_params`` is how many output channels the decoder must produce per data channel.
-Data are in [0, 1].
+``decoder_channels(C)`` is how many output channels the decoder must produce for C data channels
+(``num_params`` per data channel here; a mixture shares its weights across channels and says its
+own count). Data are in [0, 1].
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class Bernoulli(nn.Module):
+class Likelihood(nn.Module):
+    """Base of the decoder likelihoods: ``num_params`` decoder channels per data channel."""
+
+    num_params = 1
+
+    def decoder_channels(self, data_channels: int) -> int:
+        return data_channels * self.num_params
+
+
+class Bernoulli(Likelihood):
     """Bernoulli over each pixel, parameterised by logits. Meant for binarized data."""
 
     num_params = 1
@@ -25,7 +35,7 @@ class Bernoulli(nn.Module):
         return torch.sigmoid(params)
 
 
-class Gaussian(nn.Module):
+class Gaussian(Likelihood):
     """Diagonal Gaussian with per-pixel mean and log-scale (a density on continuous data)."""
 
     num_params = 2
@@ -48,7 +58,7 @@ class Gaussian(nn.Module):
         return self._split(params)[0].clamp(0, 1)
 
 
-class DiscretizedLogistic(nn.Module):
+class DiscretizedLogistic(Likelihood):
     """Logistic discretized into ``bins`` levels on [0, 1] (PixelCNN++ style, one component).
 
     A proper probability mass on 8-bit images, so nats and bits/dim are comparable across models.

@@ -55,7 +55,7 @@ class VAE(LikelihoodModule):
         self.likelihood = likelihood
         c, *rest = self.data_shape
         self.encoder = encoder(self.data_shape, (2 * latent_dim,))
-        self.decoder = decoder((latent_dim,), (c * likelihood.num_params, *rest))
+        self.decoder = decoder((latent_dim,), (likelihood.decoder_channels(c), *rest))
 
     # -- model -------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
