@@ -21,7 +21,7 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/dgm-train $(ARGS)
 
-## The default test suite (about 7 minutes on 2 CPU cores).
+## The default test suite (about 14 minutes on 2 CPU cores).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
