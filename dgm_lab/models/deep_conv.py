@@ -14,23 +14,8 @@ import math
 import torch
 from torch import nn
 
-from dgm_lab.errors import ConfigError
 from dgm_lab.models.networks import activation
-from dgm_lab.models.shapes import as_shape
-
-
-def halving_stages(shape) -> tuple[int, int, int, int]:
-    """(C, H, W) -> (C, h, w, n): n halvings of H and W while both are even and larger than 4."""
-    shape = as_shape(shape)
-    if len(shape) != 3:
-        raise ConfigError(f"convolutional networks need (C, H, W) images, got shape {list(shape)}.")
-    c, h, w = shape
-    stages = 0
-    while h % 2 == 0 and w % 2 == 0 and min(h, w) > 4:
-        h, w, stages = h // 2, w // 2, stages + 1
-    if stages == 0:
-        raise ConfigError(f"image size {shape[1]}x{shape[2]} cannot be halved: these networks need even sides larger than 4.")
-    return c, h, w, stages
+from dgm_lab.models.shapes import as_shape, halving_plan
 
 
 class DeepConvEncoder(nn.Module):
@@ -38,7 +23,7 @@ class DeepConvEncoder(nn.Module):
 
     def __init__(self, in_shape, out_shape, channels: int = 64, hidden: int = 512, act: str = "relu"):
         super().__init__()
-        c, h, w, stages = halving_stages(in_shape)
+        c, h, w, stages = halving_plan(in_shape)
         layers: list[nn.Module] = []
         for i in range(stages):
             width = channels * 2 ** i
@@ -59,7 +44,7 @@ class DeepConvDecoder(nn.Module):
 
     def __init__(self, in_shape, out_shape, channels: int = 64, hidden: int = 512, act: str = "relu"):
         super().__init__()
-        c_out, h, w, stages = halving_stages(out_shape)
+        c_out, h, w, stages = halving_plan(out_shape)
         width = channels * 2 ** (stages - 1)
         self.start = (width, h, w)
         self.dense = nn.Sequential(nn.Linear(math.prod(as_shape(in_shape)), hidden), activation(act),

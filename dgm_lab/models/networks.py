@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from dgm_lab.errors import ConfigError
-from dgm_lab.models.shapes import as_shape
+from dgm_lab.models.shapes import as_shape, image_shape
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
 
@@ -90,10 +90,7 @@ class ConvDecoder(nn.Module):
 
 
 def _image_shape(shape, depth: int) -> tuple[int, int, int]:
-    shape = as_shape(shape)
-    if len(shape) != 3:
-        raise ConfigError(f"convolutional networks need (C, H, W) images, got shape {list(shape)}.")
-    c, h, w = shape
+    c, h, w = image_shape(shape)
     factor = 2 ** depth
     if h % factor or w % factor:
         raise ConfigError(

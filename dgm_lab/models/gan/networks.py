@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from dgm_lab.errors import ConfigError
-from dgm_lab.models.shapes import as_shape
+from dgm_lab.models.shapes import as_shape, halving_plan
 
 LEAKY_SLOPE = 0.2  # DCGAN's LeakyReLU slope (Radford et al. 2015)
 
@@ -103,20 +103,9 @@ class MLPDiscriminator(nn.Module):
 
 
 def conv_plan(shape) -> tuple[int, int, int, int]:
-    """(C, start H, start W, number of stride-2 stages): halve H and W while both are even and > 4.
-
-    28x28 -> 7x7 after 2 stages, 32x32 -> 4x4 after 3, 64x64 -> 4x4 after 4, 8x8 -> 4x4 after 1.
-    """
-    shape = as_shape(shape)
-    if len(shape) != 3:
-        raise ConfigError(f"convolutional GAN networks (DCGAN, ResNet) need (C, H, W) images, got data shape {list(shape)}; use model=gan for vectors.")
-    c, h, w = shape
-    stages = 0
-    while h % 2 == 0 and w % 2 == 0 and min(h, w) > 4:
-        h, w, stages = h // 2, w // 2, stages + 1
-    if stages == 0:
-        raise ConfigError(f"convolutional GAN networks need even image sizes larger than 4, got {shape[1]}x{shape[2]}.")
-    return c, h, w, stages
+    """``halving_plan`` of the image shape (C, start H, start W, number of stride-2 stages), with the
+    advice for 2-D points, which these networks cannot take."""
+    return halving_plan(shape, hint="; use model=gan for vectors")
 
 
 class DCGANGenerator(nn.Module):
