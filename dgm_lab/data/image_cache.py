@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from dgm_lab.data.image_files import ImageFile
+from dgm_lab.files import user_cache_dir, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dgm-lab" / "images"
+    return user_cache_dir("images")
 
 
 def cache_key(files: list[ImageFile], transform: dict) -> str:
@@ -66,12 +66,11 @@ def save(path: Path, key: str, images: np.ndarray, skipped: np.ndarray) -> None:
     """Write atomically (temporary file, then rename), so a reader never sees half an entry and
     concurrent writers (DDP ranks, sweep jobs) leave one whole entry. A read-only cache folder only
     costs the next run the decode time."""
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as f:
             np.savez(f, images=images, skipped=skipped.astype(np.int64), key=np.array(key))
-        tmp.replace(path)
+
+    try:
+        write_atomically(path, write)
     except OSError as error:
         log.warning("image cache: could not write %s (%s); the next run decodes again", path, error)
-        tmp.unlink(missing_ok=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from dgm_lab.files import user_cache_dir, write_atomically
 from dgm_lab.metrics.extractors import Extractor
 from dgm_lab.metrics.features import extract
 from dgm_lab.metrics.scores import fid_statistics
@@ -27,7 +27,7 @@ CACHE_FORMAT = 2  # 2: keyed by the data's fingerprint too
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dgm-lab" / "fidelity"
+    return user_cache_dir("fidelity")
 
 
 def reference_key(extractor: Extractor, dataset: str, split: str, num_real: int, data_fingerprint: str = "",
@@ -68,10 +68,7 @@ def reference_features(extractor: Extractor, net, dataset: str, split: str, num_
     entry = {"key": key, "num_images": len(images), "features": features,
              "fid_mu": torch.from_numpy(stats["mu"]), "fid_sigma": torch.from_numpy(stats["sigma"])}
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(entry, tmp)
-        tmp.replace(path)
+        write_atomically(path, lambda temporary: torch.save(entry, temporary))
         log.info("reference statistics: cache miss, computed in %.1fs and saved to %s", time.time() - started, path)
     except OSError as error:  # a read-only cache only costs time
         log.warning("reference statistics could not be cached at %s (%s)", path, error)
