@@ -48,3 +48,10 @@ class ModeMixtureData(Protocol):
 
     mode_centres: torch.Tensor  # (K, 2)
     mode_std: float
+
+
+def members(protocol: type) -> list[str]:
+    """The names a class must have to implement ``protocol`` (its annotated attributes and its
+    methods), for messages that tell a user what to add."""
+    methods = (name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_"))
+    return sorted({*protocol.__annotations__, *methods})

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from dgm_lab.data.contract import InMemoryImageData
+from dgm_lab.data.contract import InMemoryImageData, members
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics.cas import classification_accuracy_score
 from dgm_lab.metrics.extractors import Extractor, missing_inception_message, resolve_extractor
@@ -46,7 +46,7 @@ def image_data(datamodule) -> InMemoryImageData:
     if not isinstance(datamodule, InMemoryImageData):
         raise ConfigError(f"sample-quality metrics need real images to compare with, but the datamodule "
                           f"{type(datamodule).__name__} does not implement dgm_lab.data.contract.InMemoryImageData "
-                          "(name, split_images, reference_images, set_batches_per_step); implement it or set metrics=none.")
+                          f"({', '.join(members(InMemoryImageData))}); implement it or set metrics=none.")
     return datamodule
 
 
