@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dgm_lab.csv_logger import AppendingCSVLogger
 from dgm_lab.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,13 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """The ``callbacks`` group, plus the sample-quality evaluator of the ``metrics`` group (inert
-    unless a metric is selected), which is the run's own and stays on with ``callbacks=none``."""
+    """The ``callbacks`` group, plus the run's own, which stay on with ``callbacks=none``: the
+    checkpoint paths of a moved run folder (``FollowMovedRun``) and the sample-quality evaluator of
+    the ``metrics`` group (inert unless a metric is selected)."""
+    from dgm_lab.callbacks.moved_run import FollowMovedRun
+
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
+    callbacks.append(FollowMovedRun())  # a resumed copy of a run folder keeps to its own checkpoints
     if cfg.get("metrics") is not None:
         from dgm_lab.callbacks.sample_quality import SampleQuality
 
@@ -66,7 +71,7 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
 
 
 def build_loggers(cfg: DictConfig) -> list:
-    loggers = [pl.loggers.CSVLogger(save_dir=cfg.paths.output_dir, name="", version="")]
+    loggers = [AppendingCSVLogger(save_dir=cfg.paths.output_dir, name="", version="")]
     for node in (cfg.get("logger") or {}).values():
         if not node or "_target_" not in node:
             continue

@@ -13,6 +13,7 @@ from dgm_lab import builders
 from dgm_lab.config import upgrade_saved_config
 from dgm_lab.errors import CheckpointError
 from dgm_lab.run_folder import CHECKPOINTS, RunFolder
+from dgm_lab.safe_config import trusted_config
 
 
 def resolve_checkpoint(path: str) -> tuple[Path, Path]:
@@ -32,8 +33,10 @@ def resolve_checkpoint(path: str) -> tuple[Path, Path]:
     return target, run_path
 
 
-def load_checkpoint(path: Path) -> dict:
-    """``torch.load(weights_only=True)`` with one clear sentence for a corrupt or foreign file."""
+def load_checkpoint(path: Path, allow_targets=None) -> dict:
+    """``torch.load(weights_only=True)`` with one clear sentence for a corrupt or foreign file; the
+    config inside is checked (``safe_config.trusted_config``: it builds only what dgm-lab's
+    configs build, plus ``allow_targets`` from the command line) and kept upgraded."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file; all mean the same to the user
@@ -42,6 +45,8 @@ def load_checkpoint(path: Path) -> dict:
                               "use another file from the run's checkpoints/ folder.") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "dgm_config" not in checkpoint:
         raise CheckpointError(f"{path} is not a dgm-lab checkpoint (no state_dict/dgm_config); pass one written by dgm-train.")
+    trusted = trusted_config(checkpoint["dgm_config"], f"checkpoint {path}", allow_targets)
+    checkpoint["dgm_config"] = OmegaConf.to_container(trusted)
     return checkpoint
 
 

@@ -10,8 +10,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dgm_lab import run_folder
-from dgm_lab.errors import CheckpointError
 from dgm_lab.models.moved import MOVED_TARGETS, REMOVED_MODEL_KEYS
 from dgm_lab.models.schemas import check_model_config, register_model_schemas
 from dgm_lab.settings import EvaluationSettings, OptimizerSettings, check_trainer_limits
@@ -44,10 +42,14 @@ def run_dir(resume: str | None, log_dir: str, name: str) -> str:
     return str(Path(log_dir).expanduser().resolve() / name / new_run_id())
 
 
-def hydra_subdir(resume: str | None) -> str:
-    """Where Hydra saves its composed config; a resumed run keeps the original ``.hydra``."""
+def hydra_subdir(resume: str | None, output_dir: str | None = None) -> str:
+    """Where Hydra saves its composed config; a resumed run keeps the original ``.hydra``, and so
+    does any other command into a folder that has one (a fresh run there is refused, and a DDP
+    rank > 0 re-launched into it must not overwrite rank 0's files)."""
     if resume:
         return ".hydra/resumed-" + new_run_id()
+    if output_dir and (Path(output_dir) / ".hydra" / "config.yaml").exists():
+        return ".hydra/attempt-" + new_run_id()
     return ".hydra"
 
 
@@ -92,14 +94,6 @@ def validate(cfg: DictConfig) -> None:
     check_trainer_limits(cfg.get("trainer"))
     if cfg.get("model") is not None and "_target_" in cfg.model:
         check_model_config(cfg.model)
-
-
-def load_run_config(folder: str) -> DictConfig:
-    """The resolved config a run saved, for resume, eval and sample (upgraded to today's class paths)."""
-    path = run_folder.RunFolder(folder).config
-    if not path.exists():
-        raise CheckpointError(f"{folder} is not a dgm-lab run folder (no {run_folder.CONFIG}); pass the folder a run printed.")
-    return upgrade_saved_config(OmegaConf.load(path))
 
 
 def upgrade_saved_config(cfg: DictConfig) -> DictConfig:

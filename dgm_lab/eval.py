@@ -37,7 +37,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if not cfg.get("ckpt_path"):
         raise ConfigError("pass ckpt_path=<checkpoint file or run folder>, or images=<folder or .npz> data=<dataset>.")
     ckpt_file, run_folder = resolve_checkpoint(cfg.ckpt_path)
-    checkpoint = load_checkpoint(ckpt_file)
+    checkpoint = load_checkpoint(ckpt_file, cfg.get("allow_targets"))
     pl.seed_everything(cfg.seed, verbose=False)
     rebuilt = rebuild(checkpoint, data_dir=cfg.paths.data_dir, evaluation=OmegaConf.to_container(cfg.eval, resolve=True))
     datamodule, model = rebuilt.datamodule, rebuilt.model

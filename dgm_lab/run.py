@@ -17,12 +17,13 @@ from typing import Protocol, runtime_checkable
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities import rank_zero_only
 
-from dgm_lab import builders
+from dgm_lab import builders, run_lock
 from dgm_lab.checkpoints import load_checkpoint
 from dgm_lab.config import validate
 from dgm_lab.data.contract import InMemoryImageData
-from dgm_lab.errors import CheckpointError, DivergedError
+from dgm_lab.errors import CheckpointError, ConfigError, DivergedError
 from dgm_lab.run_folder import RunFolder, Summary, scalar_metrics
 
 log = logging.getLogger("dgm_lab")
@@ -42,10 +43,24 @@ class ReportsDiagnostics(Protocol):
 
 
 def train(cfg: DictConfig) -> Summary:
-    """Fit and test the configured model; return the summary also written to summary.json."""
-    started = time.time()
+    """Fit and test the configured model; return the summary also written to summary.json.
+
+    Everything that can refuse the run is checked before anything is written: the config, the
+    run folder's lock (one writer per folder), a fresh run into a folder that holds one, and
+    the checkpoint to continue from."""
     validate(cfg)
     folder = RunFolder(cfg.paths.output_dir)
+    if rank_zero_only.rank != 0:  # DDP ranks > 0 run inside rank 0's hold of the folder
+        return _train(cfg, folder, _resume_checkpoint(cfg, folder))
+    with run_lock.hold(folder.path):
+        if not cfg.get("resume") and folder.holds_run():
+            raise ConfigError(f"{folder.path} already holds a run ({folder.config.name}, {folder.checkpoints.name}/); "
+                              f"continue it with resume={folder.path}, or leave hydra.run.dir out for a new folder.")
+        return _train(cfg, folder, _resume_checkpoint(cfg, folder))
+
+
+def _train(cfg: DictConfig, folder: RunFolder, ckpt_path: str | None) -> Summary:
+    started = time.time()
     folder.path.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -65,7 +80,6 @@ def train(cfg: DictConfig) -> Summary:
         trainer = builders.build_trainer(cfg, callbacks, loggers)
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        ckpt_path = _resume_checkpoint(cfg, folder)
         fit_started = time.time()
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         summary.timing = _fit_timing(time.time() - fit_started, model)
@@ -139,7 +153,8 @@ def _save_resolved(cfg: DictConfig, folder: RunFolder) -> None:
 
 
 def _resume_checkpoint(cfg: DictConfig, folder: RunFolder) -> str | None:
-    """The checkpoint to continue from, checked readable before training starts."""
+    """The checkpoint to continue from, checked readable (and its config trusted) before anything
+    is written; a resume whose last.ckpt is gone is refused rather than restarted over the run."""
     path = None
     if cfg.get("ckpt_path"):
         path = Path(cfg.ckpt_path).expanduser().resolve()
@@ -147,8 +162,12 @@ def _resume_checkpoint(cfg: DictConfig, folder: RunFolder) -> str | None:
             raise CheckpointError(f"ckpt_path {path} does not exist; pass a .ckpt file from a run's checkpoints/ folder.")
     elif cfg.get("resume"):
         path = folder.last_checkpoint if folder.last_checkpoint.exists() else None
+        summary = folder.read_summary()
+        if path is None and (any(folder.checkpoints.glob("*.ckpt")) or (summary and summary.global_step)):
+            raise CheckpointError(f"{folder.path} has trained steps but no {folder.checkpoints.name}/{folder.last_checkpoint.name} "
+                                  "to continue from; pass ckpt_path=<one of its checkpoints> with resume=, or start a new run.")
     if path is not None:
-        load_checkpoint(path)
+        load_checkpoint(path, cfg.get("allow_targets"))
     return str(path) if path else None
 
 

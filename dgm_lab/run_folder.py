@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from dgm_lab.files import write_atomically
 
@@ -70,6 +71,29 @@ class Summary:
         return cls(**{k: v for k, v in record.items() if k in known})
 
 
+def rebase_paths(node, old: str, new: str) -> None:
+    """Rewrite, in place, every string of a config (DictConfig/ListConfig or plain containers)
+    that is ``old`` or a path under it, onto ``new``: the paths a run folder's config names
+    inside the folder follow the folder when it is copied or moved."""
+    old = old.rstrip("/")
+    new = new.rstrip("/")
+
+    def moved(value):
+        if isinstance(value, str) and (value == old or value.startswith(old + "/")):
+            return new + value[len(old):]
+        return value
+
+    keys = node.keys() if hasattr(node, "keys") else range(len(node))
+    for key in list(keys):
+        if OmegaConf.is_config(node) and OmegaConf.is_missing(node, key):
+            continue
+        value = node[key]
+        if isinstance(value, str):
+            node[key] = moved(value)
+        elif hasattr(value, "keys") or isinstance(value, list) or OmegaConf.is_list(value):
+            rebase_paths(value, old, new)
+
+
 def scalar_metrics(metrics) -> dict[str, float]:
     """The one-element tensors and numbers of a Lightning metrics mapping, as floats."""
     out = {}
@@ -117,6 +141,10 @@ class RunFolder:
     @property
     def eval_record(self) -> Path:
         return self.path / EVAL_RECORD
+
+    def holds_run(self) -> bool:
+        """Whether a run was already trained here (its config or a checkpoint), not only started."""
+        return self.config.exists() or any(self.checkpoints.glob("*.ckpt"))
 
     def is_run(self) -> bool:
         return any((self.path / marker).exists() for marker in MARKERS)

@@ -30,7 +30,7 @@ def draw(cfg: DictConfig) -> dict:
     if cfg.num_samples < 1:
         raise ConfigError(f"num_samples must be a positive integer, got {cfg.num_samples}.")
     ckpt_file, run_folder = resolve_checkpoint(cfg.ckpt_path)
-    model = rebuild_model(load_checkpoint(ckpt_file))
+    model = rebuild_model(load_checkpoint(ckpt_file, cfg.get("allow_targets")))
     model.eval()
     generator = torch.Generator().manual_seed(cfg.seed)
     labels = None

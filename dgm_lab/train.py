@@ -21,25 +21,26 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from pytorch_lightning.utilities import rank_zero_only
 
 from dgm_lab.cli import hydra_main, reports_user_errors
-from dgm_lab.config import load_run_config
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics import specs
 from dgm_lab.run import train
+from dgm_lab.safe_config import load_run_config
 
 log = logging.getLogger("dgm_lab")
 
 
 def resumed_config(cfg: DictConfig) -> DictConfig:
     """The saved resolved config of ``cfg.resume`` with this command's ``key=value`` overrides on top."""
-    saved = load_run_config(cfg.resume)
+    saved = load_run_config(cfg.resume, cfg.get("allow_targets"))
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
-        if "." not in key and key not in ("seed", "test", "ckpt_path"):
+        if "." not in key and key not in ("seed", "test", "ckpt_path", "allow_targets"):
             raise ConfigError(f"cannot change config group {key!r} when resuming; only key=value settings such as trainer.max_epochs=20.")
     merged = OmegaConf.merge(saved, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
     with open_dict(merged):
         merged.resume = cfg.resume
+        merged.allow_targets = cfg.get("allow_targets")  # the command line's, never the saved file's
     return merged
 
 

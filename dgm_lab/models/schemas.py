@@ -35,16 +35,21 @@ def schema_node(schema: ModelSchema) -> dict:
     return {"_target_": schema.target, **wiring, **dataclasses.asdict(schema.settings())}
 
 
-def register_model_schemas() -> None:
-    """Store ``model/schema/<name>`` for every model family in Hydra's ConfigStore."""
-    # Imported here, when the schemas are registered: the families' modules need torch, this one does not.
+def model_schemas() -> dict[str, ModelSchema]:
+    """{name: schema} of every model family."""
+    # Imported here, when the schemas are needed: the families' modules need torch, this one does not.
     from dgm_lab.models.boltzmann.config import SCHEMAS as BOLTZMANN
     from dgm_lab.models.gan.config import SCHEMAS as GAN
     from dgm_lab.models.vae.config import SCHEMAS as VAE
 
+    return {**VAE, **GAN, **BOLTZMANN}
+
+
+def register_model_schemas() -> None:
+    """Store ``model/schema/<name>`` for every model family in Hydra's ConfigStore."""
     store = ConfigStore.instance()
     store.store(group="model/schema", name="wiring", node=dict(WIRING))  # for a model without a family schema
-    for name, schema in {**VAE, **GAN, **BOLTZMANN}.items():
+    for name, schema in model_schemas().items():
         store.store(group="model/schema", name=name, node=schema_node(schema))
 
 
