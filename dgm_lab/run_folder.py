@@ -11,6 +11,7 @@ sweeps, ``dgm-compare``) goes through this module, so the layout is written down
     <run>/summary.json        ``Summary``: status, final metrics, best checkpoint, timing, diagnostics
     <run>/eval.json           dgm-eval's record
     <run>/wandb/              the offline W&B run
+    <run>/run.lock            held by the dgm-train writing the folder (``dgm_lab.run_lock``)
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from dgm_lab.compare.collect import MISSING, Run, collect_runs, config_differences, latest_samples
 from dgm_lab.compare.report import best_indices
@@ -250,3 +251,37 @@ def test_plugin_metric_directions_come_from_the_runs_protocol(tmp_path, monkeypa
     assert specs.direction("test/sharpness_lenet") is None
     runs = collect_runs([str(tmp_path / "run*")])
     assert len(runs) == 2 and specs.direction("test/sharpness_lenet") == "min"
+
+
+def test_hostile_run_folders_are_escaped_in_html_and_markdown_and_never_built(tmp_path):
+    """Run folders whose config values, metric names and sample file names carry HTML, links and
+    table breaks: the page and its markdown copy show them as text; the config's _target_ is
+    only read (dgm-compare builds nothing), so its payload does not run."""
+    marker = tmp_path / "pwned"
+    hostile = {"html": "<script>alert(1)</script>", "img": "<img src=x onerror=y>", "link": "[a](javascript:z)",
+               "pipe": "p|q", "tick": "`x`", "amp": "&amp;"}
+    for index in range(2):
+        run = tmp_path / "runs" / str(index)
+        (run / "samples").mkdir(parents=True)
+        (run / "config.yaml").write_text(json.dumps({
+            "seed": index, **{key: f"{value} {index}" for key, value in hostile.items()},
+            "model": {"_target_": "os.makedirs", "name": str(marker)}}))
+        (run / "summary.json").write_text(json.dumps({"status": "completed", "seed": index, "metrics": {
+            "val/elbo": -1.0 - index, f"val/<b>{index}</b>": 1.0}}))
+        (run / "metrics.csv").write_text(f"epoch,step,val/elbo\n0,{index + 1},-1.0\n")
+        Image.new("L", (4, 4)).save(run / "samples" / "<i>grid](javascript:x) .png")
+    out = tmp_path / "report.html"
+    result = compare(str(tmp_path / "runs"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    html, md = out.read_text(), out.with_suffix(".md").read_text()
+    for raw in ("<script>alert", "<img src=x", "<b>0</b>", "<i>grid"):
+        assert raw not in html, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; 0" in html and "&lt;img src=x onerror=y&gt; 1" in html
+    assert not re.search(r"(?<!\\)[<>]", md), "an unescaped < or > in the markdown"
+    cells = {key: md_row(md, f"`{key}`") for key in hostile}
+    assert cells["html"][0] == "\\<script\\>alert(1)\\</script\\> 0"
+    assert cells["link"][1] == "\\[a\\](javascript:z) 1" and cells["tick"][0] == "\\`x\\` 0"
+    assert cells["amp"][0] == "\\&amp; 0"
+    assert "| `pipe` | p\\|q 0 | p\\|q 1 |" in md  # the escaped | splits no cell
+    assert "![\\<i\\>grid\\](javascript:x) .png](runs/0/samples/%3Ci%3Egrid%5D%28javascript%3Ax%29%20.png)" in md
+    assert not marker.exists()

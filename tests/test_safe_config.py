@@ -291,3 +291,19 @@ def _cli_case(trained, tmp_path, entry, attack, monkeypatch):
     assert lines[-1].startswith(f"{prog}: error: {source(tmp_path)} {expected}") and "Traceback" not in result.stderr
     assert not marker.exists()
 
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_a_pickle_as_checkpoint_is_refused_by_weights_only(trained, tmp_path, entry, monkeypatch, capsys):
+    """Every checkpoint is loaded with weights_only=True: a checkpoint file that is a pickle with a
+    payload (here: every .ckpt of the run folder, and the lone one) is refused unread."""
+    marker = tmp_path / "pwned"
+    shutil.copytree(trained, tmp_path / "run", ignore=shutil.ignore_patterns("samples"))
+    payload = pickle.dumps({"state_dict": {}, "dgm_config": {}, "payload": _Payload(str(marker))})
+    for path in [*(tmp_path / "run" / "checkpoints").glob("*.ckpt"), tmp_path / "lone.ckpt"]:
+        path.write_bytes(payload)
+    prog, args, _ = ENTRY_POINTS[entry]
+    code, _, err = main_in_process(prog, *args(tmp_path), monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "could not be read" in err and "Weights only load failed" in err, err
+    assert not marker.exists()

@@ -17,6 +17,8 @@ import datetime as dt
 import json
 import math
 import os
+import re
+import urllib.parse
 from pathlib import Path
 
 import jinja2
@@ -90,30 +92,54 @@ def render_html(context: dict) -> str:
 
 
 def render_markdown(context: dict, html_name: str) -> str:
-    """The tables of the HTML report; curves only there (markdown has no inline plots)."""
-    labels = [run["label"] for run in context["runs"]]
-    lines = [f"# {context['title']}", "", f"Generated {context['generated']}; curves and embedded "
-             f"sample grids: [{html_name}]({html_name}).", "", "## Runs", ""]
+    """The tables of the HTML report; curves only there (markdown has no inline plots). Every
+    value from the runs (labels, config values, metric and file names) is escaped (``_md_text``,
+    ``_md_code``), so a run folder cannot put HTML, links or images into the page that renders it."""
+    labels = [_md_text(run["label"]) for run in context["runs"]]
+    link = _md_link(html_name)
+    lines = [f"# {_md_text(context['title'])}", "", f"Generated {context['generated']}; curves and embedded "
+             f"sample grids: [{_md_text(html_name)}]({link}).", "", "## Runs", ""]
     lines += _md_table(["run", "status", "seed", "wall time (s)", "steps", "best", "folder"],
-                       [[r["label"], r["status"], r["seed"], r["wall_time"], r["steps"], r["best"], f"`{r['path']}`"]
-                        for r in context["runs"]])
+                       [[_md_text(r[key]) for key in ("label", "status", "seed", "wall_time", "steps", "best")]
+                        + [_md_code(r["path"])] for r in context["runs"]])
     lines += ["", "## Config differences", ""]
     if context["config_rows"]:
-        lines += _md_table(["key", *labels], [[f"`{row['key']}`", *(c["text"] for c in row["cells"])]
+        lines += _md_table(["key", *labels], [[_md_code(row["key"]), *(_md_text(c["text"]) for c in row["cells"])]
                                              for row in context["config_rows"]])
     else:
         lines.append("No config key differs between the runs (paths, Hydra settings and run ids ignored).")
     lines += ["", "## Final metrics", "", "Best per metric in **bold**: ↑ higher is better, ↓ lower is better.", ""]
     lines += _md_table(["metric", *labels],
-                       [[f"{row['name']} {row['arrow']}".strip(),
-                         *(f"**{c['text']}**" if c["best"] else c["text"] for c in row["cells"])]
+                       [[_md_text(f"{row['name']} {row['arrow']}".strip()),
+                         *(f"**{_md_text(c['text'])}**" if c["best"] else _md_text(c["text"]) for c in row["cells"])]
                         for row in context["metric_rows"]])
     if context["kinds"]:
         lines += ["", "## Latest sample grids", ""]
-        lines += _md_table(["run", *context["kinds"]],
-                           [[s["label"], *(f"![{c['name']}]({c['link']})" if c else "—" for c in s["cells"])]
+        lines += _md_table(["run", *map(_md_text, context["kinds"])],
+                           [[_md_text(s["label"]), *(f"![{_md_text(c['name'])}]({_md_link(c['link'])})" if c else "—"
+                                                     for c in s["cells"])]
                             for s in context["samples"]])
     return "\n".join(lines) + "\n"
+
+
+def _md_text(value: object) -> str:
+    """Plain text in a markdown table cell: the characters that start HTML (``<``, ``&``), a link or
+    an image (``[``), a code span or an escape, or end the cell (``|``) are backslash-escaped."""
+    text = str(value).replace("\n", " ")
+    return "".join("\\" + ch if ch in "\\`<>&[]|" else ch for ch in text)
+
+
+def _md_code(value: object) -> str:
+    """``value`` as a code span whose fence is longer than any run of backticks inside it."""
+    text = str(value).replace("\n", " ").replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_link(target: str) -> str:
+    """A relative link, percent-encoded so that no character of a file name ends or changes it."""
+    return urllib.parse.quote(target, safe="/._-~")
 
 
 def write_report(runs: list[Run], curve_metrics: list[str], html_path: Path) -> tuple[Path, Path]:
@@ -175,8 +201,8 @@ def _fmt_config(value: object, limit: int = 0) -> str:
 
 
 def _md_table(header: list[str], rows: list[list[object]]) -> list[str]:
-    def cell(value: object) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
+    def cell(value: object) -> str:  # values arrive escaped (_md_text, _md_code)
+        return str(value).replace("\n", " ")
 
     out = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     return out + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
