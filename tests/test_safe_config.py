@@ -262,9 +262,9 @@ def test_every_config_of_conf_passes_the_check(compose_train):
 
 
 def test_refusal_names_the_deepest_path_and_a_non_string_target():
-    with pytest.raises(ConfigError, match=r"asks to build os\.system \(at model\.encoder\._args_\[0\]\)"):
+    with pytest.raises(ConfigError, match=r"^f asks to build os\.system \(at model\.encoder\.hidden\[1\]\)"):
         trusted_config({"model": {"_target_": "dgm_lab.models.vae.VAE", "encoder": {
-            "_target_": "dgm_lab.models.networks.MLP", "_partial_": True, "_args_": [{"_target_": "os.system"}]}}}, "f", None)
+            "_target_": "dgm_lab.models.networks.MLP", "_partial_": True, "hidden": [8, {"_target_": "os.system"}]}}}, "f", None)
     with pytest.raises(ConfigError, match="has a _target_ that is not a class path"):
         trusted_config({"model": {"_target_": 3}}, "f", None)
 
