@@ -149,3 +149,21 @@ def test_two_resumes_started_together_one_is_refused(finished, tmp_path):
     assert codes == [0, 2], results
     refused = next(err for code, err in results if code == 2)
     assert f"run folder {run} is in use by process" in refused and "Traceback" not in refused
+
+
+def test_a_lock_left_on_another_host_is_refused_with_the_file_to_delete(tmp_path):
+    """Across hosts the flock may not be shared, so an unreleased lock naming another host is
+    trusted: refused, naming the file to delete once that run is known to be gone."""
+    from dgm_lab.errors import CheckpointError
+    from dgm_lab.run_lock import hold
+
+    (tmp_path / LOCK).write_text(json.dumps({"pid": 4242, "host": "elsewhere", "started": "2026-01-01T00:00:00+00:00"}))
+    with pytest.raises(CheckpointError) as refused, hold(tmp_path):
+        pass
+    assert str(refused.value) == (f"run folder {tmp_path} is locked by process 4242 on host elsewhere (since "
+                                  f"2026-01-01T00:00:00+00:00); if that run has ended, delete {tmp_path / LOCK} "
+                                  "and run the command again.")
+    (tmp_path / LOCK).unlink()
+    with hold(tmp_path):
+        assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / LOCK).exists()
