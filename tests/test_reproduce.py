@@ -25,9 +25,9 @@ RUNNABLE = [name for name, row in ROWS.items() if row.experiment_file.exists()]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", "WANDB_MODE": "disabled"}
 
 
-def reproduce(*args: str, timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dgm_lab.reproduce", *args], cwd=REPO, env=ENV, capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
+def reproduce(*args: str, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dgm_lab.reproduce", *args], cwd=REPO, env=env or ENV,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_registry_rows_are_complete_and_set_their_evaluation_protocol():
@@ -134,7 +134,7 @@ def test_resume_continues_a_stopped_row_to_the_end_of_its_schedule(tmp_path):
     run = runs / "long"
     first = subprocess.Popen([sys.executable, "-m", "dgm_lab.reproduce", *args], cwd=REPO, env=ENV,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 240
+    deadline = time.time() + 600
     while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline and first.poll() is None:
         time.sleep(0.05)
     os.killpg(first.pid, signal.SIGKILL)  # the whole session stops: dgm-reproduce and its dgm-train

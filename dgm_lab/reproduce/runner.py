@@ -69,14 +69,14 @@ def _sessions(folder: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def _run_session(args: list[str], folder: Path, env_note: dict) -> int:
+def _run_session(args: list[str], folder: Path, digest: str, poll_s: float) -> int:
     """One dgm-train invocation, watched by progress.watch; recorded in reproduce.json."""
     folder.mkdir(parents=True, exist_ok=True)
     session = progress.next_session(folder)
     started = time.time()
     process = subprocess.Popen([sys.executable, "-m", "dgm_lab.train", *args], cwd=REPO)
     watcher = threading.Thread(target=progress.watch, args=(folder, lambda: process.poll() is None, session),
-                               kwargs={"interval_s": env_note.get("poll_s", 20.0)}, daemon=True)
+                               kwargs={"interval_s": poll_s}, daemon=True)
     watcher.start()
     try:
         returncode = process.wait()
@@ -88,7 +88,7 @@ def _run_session(args: list[str], folder: Path, env_note: dict) -> int:
         watcher.join(timeout=60)
         record = {"session": session, "command": display_command(args), "started": round(started, 1),
                   "wall_s": round(time.time() - started, 1), "returncode": process.returncode,
-                  "hardware": provenance.hardware()}
+                  "config_hash": digest, "hardware": provenance.hardware()}
         text = json.dumps([*_sessions(folder), record], indent=2)
         write_atomically(folder / SESSIONS, lambda temporary: temporary.write_text(text))
     return returncode
@@ -113,14 +113,24 @@ def run_row(row: Row, runs_dir: Path, results_dir: Path, quick: bool = False, re
             if quick and folder.exists():  # quick runs are scratch: each starts clean
                 shutil.rmtree(folder)
             args = [*row.command(seed, quick), f"hydra.run.dir={folder}"]
-        returncode = _run_session(args, folder, {"poll_s": poll_s})
+        returncode = _run_session(args, folder, digest, poll_s)
         if returncode:
             raise UserError(f"dgm-train exited with status {returncode} for {row.name!r} seed {seed}; its output is "
                             f"above and its run folder is {folder} (continue it with --resume).")
     return write_result(row, runs_dir, results_dir, quick, digest)
 
 
+def _wall_s(session: dict, folder: Path) -> float:
+    """A session's wall time; one started by hand (no wall_s) counts to its last recorded epoch."""
+    if session.get("wall_s") is not None:
+        return session["wall_s"]
+    return max((line["elapsed_s"] for line in progress.read_progress(folder)
+                if line.get("session") == session.get("session")), default=0.0)
+
+
 def write_result(row: Row, runs_dir: Path, results_dir: Path, quick: bool, digest: str) -> Path:
+    """``digest``: the row's config hash now; the hash recorded when the run started wins, so a
+    result never claims a config its run did not use."""
     per_seed, sessions, folders = {}, [], []
     for seed in seeds_of(row, quick):
         folder = run_folder(row, runs_dir, seed, quick)
@@ -128,7 +138,7 @@ def write_result(row: Row, runs_dir: Path, results_dir: Path, quick: bool, diges
         if summary is None or summary.status != "completed":
             raise UserError(f"{folder} has no completed run; continue it with dgm-reproduce {row.name} --resume.")
         per_seed[str(seed)] = summary.metrics
-        sessions.extend(_sessions(folder))
+        sessions.extend({**s, "wall_s": _wall_s(s, folder)} for s in _sessions(folder))
         folders.append(str(folder))
     keys = sorted(set.intersection(*(set(m) for m in per_seed.values())))
     mean = {k: statistics.fmean(m[k] for m in per_seed.values()) for k in keys}
@@ -140,7 +150,8 @@ def write_result(row: Row, runs_dir: Path, results_dir: Path, quick: bool, diges
     first = run_folder(row, runs_dir, row.seeds[0], quick)
     curve_key = "val/elbo" if "val/elbo" in mean else None
     result = {
-        "row": row.name, "quick": quick, "config_hash": digest, "experiment": row.experiment,
+        "row": row.name, "quick": quick, "config_hash": next((s["config_hash"] for s in sessions if s.get("config_hash")), digest),
+        "experiment": row.experiment,
         "value": mean[row.target.metric], "metrics_mean": mean, "metrics_min": minimum, "metrics": per_seed,
         "targets": [{"metric": t.metric, "published": t.published, "direction": t.direction,
                      "tolerance": t.tolerance} for t in row.targets],
