@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -80,7 +81,7 @@ def _run_session(args: list[str], folder: Path, digest: str, poll_s: float) -> i
     watcher.start()
     try:
         returncode = process.wait()
-    except KeyboardInterrupt:  # the run keeps its checkpoints; --resume continues it
+    except BaseException:  # Ctrl-C or SIGTERM: stop dgm-train too (its checkpoints stay; --resume continues)
         process.terminate()
         process.wait()
         raise
@@ -94,10 +95,15 @@ def _run_session(args: list[str], folder: Path, digest: str, poll_s: float) -> i
     return returncode
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def run_row(row: Row, runs_dir: Path, results_dir: Path, quick: bool = False, resume: bool = False,
             poll_s: float = 20.0) -> Path:
     """Run (or continue) every seed of ``row``, then write and return its result file."""
     check_runnable(row)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `kill <pid>` stops the dgm-train it runs as well
     digest = config_hash(row.train_overrides())  # also: the row composes, before any long run starts
     for seed in seeds_of(row, quick):
         folder = run_folder(row, runs_dir, seed, quick)
