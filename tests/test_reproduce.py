@@ -126,7 +126,7 @@ def test_table_from_fixture_results_marks_each_status_and_keeps_the_hand_written
 
 
 def test_resume_continues_a_stopped_row_to_the_end_of_its_schedule(tmp_path):
-    tiny = ["data=digits", "trainer.max_epochs=30", "trainer.max_time=null", "callbacks.image_samples.every_n_epochs=0",
+    tiny = ["data=digits", "trainer.max_epochs=30", "trainer.max_time=null", "callbacks.image_samples.every_n_epochs=100",
             "callbacks.progress_bar.refresh_rate=0"]
     registry = _registry(tmp_path, {"long": _vae_row(overrides=tiny, quick=["trainer.max_epochs=1"])})
     runs, results = tmp_path / "runs", tmp_path / "results"
