@@ -146,7 +146,7 @@ def test_resume_continues_a_stopped_row_to_the_end_of_its_schedule(tmp_path):
     resumed = reproduce(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     done = json.loads((run / "summary.json").read_text())
-    steps = 30 * (1437 // 64)  # digits: 1,437 training images in batches of 64, the last short one dropped
+    steps = 30 * (1437 // 100)  # digits: 1,437 training images in vae_mnist's batches of 100, the short one dropped
     assert done["status"] == "completed" and done["global_step"] == steps
     assert 0 < done["timing"]["iterations"] < steps  # this fit started from the checkpoint, not from scratch
     sessions = json.loads((run / "reproduce.json").read_text())
