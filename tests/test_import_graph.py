@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "dgm_lab"
-ENTRY_POINTS = ("dgm_lab.__main__", "dgm_lab.compare.__main__")  # importing them runs a command
+ENTRY_POINTS = ("dgm_lab.__main__", "dgm_lab.compare.__main__", "dgm_lab.reproduce.__main__")  # importing them runs a command
 
 
 def module_names() -> dict[str, Path]:

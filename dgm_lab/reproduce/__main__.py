@@ -1,0 +1,3 @@
+from dgm_lab.reproduce.cli import entry
+
+entry()

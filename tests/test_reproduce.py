@@ -1,0 +1,159 @@
+"""dgm-reproduce: every registry row composes and runs --quick, the table from fixture results
+(stale detection included), --resume continues a stopped row, and bad input is one sentence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dgm_lab.reproduce.config_hash import config_hash
+from dgm_lab.reproduce.registry import load_registry
+from dgm_lab.reproduce.status import read_result
+from dgm_lab.reproduce.table import BEGIN, END
+
+REPO = Path(__file__).resolve().parent.parent
+ROWS = load_registry()
+RUNNABLE = [name for name, row in ROWS.items() if row.experiment_file.exists()]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", "WANDB_MODE": "disabled"}
+
+
+def reproduce(*args: str, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dgm_lab.reproduce", *args], cwd=REPO, env=env or ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_registry_rows_are_complete_and_set_their_evaluation_protocol():
+    assert {"vae_k1", "iwae_k5", "iwae_k50", "rbm_cd1", "rbm_pcd", "rbm_cd25", "dbn_500_2000", "dbm_500_1000",
+            "wgan_gp_ring8", "wgan_gp_grid25", "dcgan_fid_mnist", "dcgan_fid_fashion", "m2_mnist100",
+            "ssgan_mnist100"} <= set(ROWS)
+    assert ROWS["vae_k1"].target.published == 86.76 and ROWS["iwae_k50"].target.published == 84.78
+    for row in ROWS.values():
+        if "nll_iwae" in row.target.metric:
+            assert "eval.iwae_k=5000" in row.protocol, row.name
+        if "ais" in row.target.metric:
+            assert {"eval.ais.num_betas=14500", "eval.ais.num_runs=100"} <= set(row.protocol), row.name
+        assert row.quick, row.name
+        assert row.waits_on is not None or row.experiment_file.exists(), row.name
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_every_runnable_row_composes_and_runs_quick(name, tmp_path):
+    result = reproduce(name, "--quick", "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
+                       env={**ENV, "DGM_DATA_DIR": str(tmp_path / "no-data")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    stored = json.loads((tmp_path / "results" / "quick" / f"{name}.json").read_text())
+    row = ROWS[name]
+    assert stored["quick"] is True and stored["config_hash"] == config_hash(row.train_overrides())
+    if "data" in row.needs:  # the Inception scores need weights that are not here: quick leaves them out
+        assert stored["value"] is None and row.target.metric in stored["missing_metrics"]
+    else:
+        assert stored["value"] == stored["metrics_mean"][row.target.metric] and not stored["missing_metrics"]
+    assert stored["commands"][0].startswith(f"dgm-train experiment={row.experiment}")
+    assert set(row.protocol) <= set(stored["commands"][0].replace("'", "").split())
+    assert stored["hardware"]["cpu_cores"] >= 1 and stored["wall_time_s"] > 0
+    assert stored["git_commit"] and stored["package_version"]
+
+
+def test_a_row_waiting_on_its_issue_is_one_sentence_and_exit_2(tmp_path):
+    result = reproduce("m2_mnist100", "--runs-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "dgm-reproduce: error: row 'm2_mnist100' is not runnable yet: conf/experiment/m2_mnist100.yaml does not "
+        "exist (it waits on issue 13)."]
+    for args in (["no_such_row"], [], ["vae_k1", "--list"], ["--bogus"]):
+        bad = reproduce(*args, "--runs-dir", str(tmp_path))
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, (args, bad.stderr)
+        assert "Traceback" not in bad.stderr
+
+
+def _registry(tmp_path: Path, rows: dict) -> Path:
+    path = tmp_path / "baselines.yaml"
+    path.write_text(yaml.safe_dump({"rows": rows}))
+    return path
+
+
+def _vae_row(**extra) -> dict:
+    return {"title": "a VAE", "paper": "a paper", "table": "Table 1", "source": "second-hand", "experiment": "vae_mnist",
+            "metric": "test/nll_iwae", "published": 100.0, "direction": "lower", "tolerance": 1.0,
+            "protocol": ["eval.iwae_k=4"], **extra}
+
+
+def _result(hash_: str, value: float, **extra) -> dict:
+    return {"row": "r", "quick": False, "config_hash": hash_, "value": value, "metrics_mean": {"test/nll_iwae": value},
+            "metrics_min": {"test/nll_iwae": value}, "seeds": [0], "wall_time_s": 120.0,
+            "hardware": {"cpu": "Test CPU", "cpu_cores": 2}, "git_commit": "abc", "package_version": "0.1.0",
+            "finished": "2026-12-01 00:00:00 UTC", **extra}
+
+
+def test_table_from_fixture_results_marks_each_status_and_keeps_the_hand_written_text(tmp_path):
+    rows = {"good": _vae_row(), "close": _vae_row(), "far": _vae_row(), "old": _vae_row(),
+            "higher": _vae_row(metric="test/elbo", direction="higher", published=-90.0, tolerance=0.5),
+            "missing": _vae_row(), "gpu": _vae_row(needs=["gpu"]), "later": _vae_row(experiment="not_yet", waits_on=13)}
+    registry = _registry(tmp_path, rows)
+    current = config_hash(["experiment=vae_mnist", "eval.iwae_k=4"])
+    results = tmp_path / "results"
+    results.mkdir()
+    values = {"good": 99.5, "close": 100.8, "far": 103.0, "old": 99.0}
+    for name, value in values.items():
+        (results / f"{name}.json").write_text(json.dumps(_result("0" * 16 if name == "old" else current, value)))
+    (results / "higher.json").write_text(json.dumps(_result(current, 0, metrics_mean={"test/elbo": -90.4},
+                                                             metrics_min={"test/elbo": -90.4})))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Experiments\n\nhand-written intro\n\n{BEGIN}\nold table\n{END}\n\nhand-written outro\n")
+    listed = reproduce("--list", "--registry", str(registry), "--results-dir", str(results))
+    table = reproduce("--table", "--registry", str(registry), "--results-dir", str(results), "--readme", str(readme))
+    assert listed.returncode == 0 and table.returncode == 0, listed.stderr + table.stderr
+    text = readme.read_text()
+    assert text.startswith("# Experiments\n\nhand-written intro\n\n") and text.endswith(f"{END}\n\nhand-written outro\n")
+    assert "old table" not in text
+    lines = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    expected = {"good": ("reproduced", "-0.5"), "close": ("within tolerance", "+0.8"), "far": ("below", "+3"),
+                "old": ("stale", "-1"), "higher": ("within tolerance", "-0.4"), "missing": ("not run", None),
+                "gpu": ("needs GPU", None), "later": ("not runnable yet (waits on issue 13)", None)}
+    for name, (status, gap) in expected.items():
+        cells = [c.strip() for c in lines[name].strip("|").split(" | ")]
+        assert cells[7] == status, (name, cells)
+        assert cells[6] == (gap or "-"), (name, cells)
+        assert cells[8] == f"`dgm-reproduce {name}`"
+    listing = {line.split()[0]: line for line in listed.stdout.splitlines()}
+    assert "stale" in listing["old"] and "below" in listing["far"] and "reproduced" in listing["good"]
+    assert "Test CPU, 2 cores" in text and "2.0 min wall time" in text
+
+
+def test_resume_continues_a_stopped_row_to_the_end_of_its_schedule(tmp_path):
+    tiny = ["data=digits", "trainer.max_epochs=30", "trainer.max_time=null", "callbacks.image_samples.every_n_epochs=100",
+            "callbacks.progress_bar.refresh_rate=0"]
+    registry = _registry(tmp_path, {"long": _vae_row(overrides=tiny, quick=["trainer.max_epochs=1"])})
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    args = ["long", "--registry", str(registry), "--runs-dir", str(runs), "--results-dir", str(results)]
+    run = runs / "long"
+    first = subprocess.Popen([sys.executable, "-m", "dgm_lab.reproduce", *args], cwd=REPO, env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)  # the whole session stops: dgm-reproduce and its dgm-train
+    first.wait()
+    assert (run / "checkpoints" / "last.ckpt").exists() and not (run / "summary.json").exists()
+
+    again = reproduce(*args)
+    assert again.returncode == 2 and "--resume" in again.stderr  # a fresh start would overwrite it
+    resumed = reproduce(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    done = json.loads((run / "summary.json").read_text())
+    steps = 30 * (1437 // 100)  # digits: 1,437 training images in vae_mnist's batches of 100, the short one dropped
+    assert done["status"] == "completed" and done["global_step"] == steps
+    assert 0 < done["timing"]["iterations"] < steps  # this fit started from the checkpoint, not from scratch
+    sessions = json.loads((run / "reproduce.json").read_text())
+    assert sessions[-1]["command"] == f"dgm-train resume={run}" and sessions[-1]["returncode"] == 0
+    stored = read_result(results / "long.json")
+    assert stored["commands"][-1] == f"dgm-train resume={run}"
+    assert stored["value"] == done["metrics"]["test/nll_iwae"] and stored["run_folders"] == [str(run)]
