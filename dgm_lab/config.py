@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dgm_lab import run_folder
+from dgm_lab import performance, run_folder
 from dgm_lab.errors import CheckpointError
 from dgm_lab.models.moved import MOVED_TARGETS, REMOVED_MODEL_KEYS
 from dgm_lab.models.schemas import check_model_config, register_model_schemas
@@ -90,6 +90,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.get("optimizer") is not None:
         OptimizerSettings.from_config(cfg.optimizer)
     check_trainer_limits(cfg.get("trainer"))
+    performance.check(dict(cfg.get("trainer") or {}))
     if cfg.get("model") is not None and "_target_" in cfg.model:
         check_model_config(cfg.model)
 
