@@ -21,13 +21,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("step", "options", "startup", "evaluation", "data", "scaling", "peer")
+COMPILE = "compile"  # trainer.compile=true (minutes of compilation on a CPU): only when asked for
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: a check that runs in seconds, not a measurement")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--only", nargs="+", choices=[*SECTIONS, COMPILE], default=list(SECTIONS),
+                        help="sections to run, in this order (compile: trainer.compile=true, not in the default set)")
     parser.add_argument("--repeats", type=int, help="alternating pairs per figure (default 5, smoke 1)")
     parser.add_argument("--out", type=Path, help="JSON file (default benchmarks/results/<date>-<host>.json)")
     parser.add_argument("--readme", type=Path, default=HERE / "README.md", help="markdown file that keeps the table")
@@ -56,8 +58,11 @@ def main(argv: list[str] | None = None) -> dict:
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
               "host": socket.gethostname(), "torch": torch.__version__, "lightning": pl.__version__,
               "threads": torch.get_num_threads(), "smoke": args.smoke, "repeats": repeats, "rows": []}
+    out = args.out or HERE / "results" / f"{datetime.date.today().isoformat()}-{socket.gethostname()}.json"
     for section in args.only:
-        if section == "step":
+        if section == COMPILE:
+            record["rows"] += options.run(args.smoke, repeats, compile_only=True)
+        elif section == "step":
             record["rows"] += step.run(args.smoke, repeats)
         elif section == "options":
             record["rows"] += options.run(args.smoke, repeats)
@@ -72,9 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
             record["rows"] += scaling.run(args.smoke, repeats)
         elif section == "peer":
             record["rows"] += peer_pythae.run(args.smoke, repeats)
-    record["wall_time_s"] = round(time.time() - started, 1)
-    out = args.out or HERE / "results" / f"{datetime.date.today().isoformat()}-{socket.gethostname()}.json"
-    report.write(record, out, args.readme)
+        record["wall_time_s"] = round(time.time() - started, 1)
+        report.write(record, out, args.readme)  # after every section: a long run stopped early keeps its rows
     print(report.markdown(record))
     print(f"[benchmarks] wrote {out} and {args.readme} in {record['wall_time_s']:.0f} s")
     return record

@@ -9,17 +9,18 @@ from benchmarks import step
 from benchmarks.timing import row
 
 OPTIONS = {
-    "vae_mlp": [["+optimizer.foreach=true"], ["+optimizer.fused=true"], ["trainer.matmul_precision=medium"],
-                ["trainer.compile=true"]],
+    "vae_mlp": [["+optimizer.foreach=true"], ["+optimizer.fused=true"], ["trainer.matmul_precision=medium"]],
     "dcgan": [["trainer.channels_last=true"], ["+optimizer.fused=true"]],
     "conv_vae_rgb": [["trainer.channels_last=true"]],
 }
+COMPILE = {"vae_mlp": [["trainer.compile=true"]], "dcgan": [["trainer.compile=true"]]}
 SMOKE = {"vae_mlp": [["+optimizer.fused=true", "trainer.channels_last=true", "trainer.matmul_precision=high"]]}
 
 
-def run(smoke: bool, repeats: int) -> list[dict]:
+def run(smoke: bool, repeats: int, compile_only: bool = False) -> list[dict]:
+    """The options of ``OPTIONS`` (``SMOKE``), or with ``compile_only`` those of ``COMPILE``."""
     rows = []
-    for name, choices in (SMOKE if smoke else OPTIONS).items():
+    for name, choices in (COMPILE if compile_only else SMOKE if smoke else OPTIONS).items():
         full, small = step.CASES[name]
         for option in choices:
             result = step.measure(small if smoke else full, repeats + 1, whole_epoch=False, framework_overrides=option)
