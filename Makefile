@@ -29,10 +29,9 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
+## Every benchmark in one run: benchmarks/results/<date>-<host>.json and the table in benchmarks/README.md.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/step_overhead.py
-	$(BIN)/python benchmarks/step_overhead.py --model rbm --data mnist --optimizer sgd
-	$(BIN)/python benchmarks/ddp_cpu.py
+	$(BIN)/python -m benchmarks $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dgm_lab import performance
 from dgm_lab.csv_logger import AppendingCSVLogger
 from dgm_lab.errors import ConfigError, UserError
 
@@ -55,18 +56,23 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
     return model
 
 
-def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """The ``callbacks`` group, plus the run's own, which stay on with ``callbacks=none``: the
-    checkpoint paths of a moved run folder (``FollowMovedRun``) and the sample-quality evaluator of
-    the ``metrics`` group (inert unless a metric is selected)."""
+def build_callbacks(cfg: DictConfig, model=None, datamodule=None) -> list[pl.Callback]:
+    """The ``callbacks`` group, plus the sample-quality evaluator of the ``metrics`` group (inert
+    unless a metric is selected), which is the run's own and stays on with ``callbacks=none``.
+    Given the model and data, a callback whose ``applies_to(model, datamodule)`` is false (mode
+    coverage on images, weight filters of a VAE) is left out: Lightning calls every hook of every
+    callback on every step, inert or not. ``FollowMovedRun`` (also the run's own) keeps a resumed
+    copy of a run folder to its own checkpoints."""
     from dgm_lab.callbacks.moved_run import FollowMovedRun
 
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
-    callbacks.append(FollowMovedRun())  # a resumed copy of a run folder keeps to its own checkpoints
+    callbacks.append(FollowMovedRun())
     if cfg.get("metrics") is not None:
         from dgm_lab.callbacks.sample_quality import SampleQuality
 
         callbacks.append(SampleQuality(OmegaConf.to_container(cfg.metrics, resolve=True)))
+    if model is not None:
+        callbacks = [c for c in callbacks if not hasattr(c, "applies_to") or c.applies_to(model, datamodule)]
     return callbacks
 
 
@@ -101,4 +107,11 @@ def start_wandb(logger, node):
 
 
 def build_trainer(cfg: DictConfig, callbacks, loggers) -> pl.Trainer:
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    """The Lightning Trainer of ``cfg.trainer``, without dgm-lab's own speed settings (``performance``)."""
+    node = OmegaConf.create(performance.lightning_arguments(OmegaConf.to_container(cfg.trainer, resolve=True)))
+    return instantiate(node, callbacks=callbacks, logger=loggers)
+
+
+def apply_performance_options(cfg: DictConfig, model: pl.LightningModule) -> None:
+    """``trainer.compile``, ``trainer.channels_last``, ``trainer.matmul_precision`` (``dgm_lab.performance``)."""
+    performance.apply(OmegaConf.to_container(cfg.trainer, resolve=True), model)

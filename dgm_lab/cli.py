@@ -8,7 +8,9 @@ import os
 import sys
 
 import hydra
+from hydra.errors import HydraException
 
+from dgm_lab import help
 from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.errors import DivergedError, UserError
 
@@ -43,6 +45,16 @@ def _fail(prog: str, message: str, code: int):
 
 
 def hydra_main(config_name: str, task) -> None:
-    """Run ``task`` (a function of the composed config) as the Hydra app of ``conf/<config_name>.yaml``."""
+    """Run ``task`` (a function of the composed config) as the Hydra app of ``conf/<config_name>.yaml``;
+    ``--help`` prints the entry point's docstring, the option groups and the composed config."""
     register_resolvers()
+    if help.wants_help(sys.argv):
+        usage = sys.modules[task.__module__].__doc__ or config_name
+        overrides = [arg for arg in sys.argv[1:] if arg not in help.HELP_FLAGS]
+        try:
+            text = help.help_text(config_name, CONF_DIR, usage, overrides)
+        except HydraException as error:  # a bad override next to --help: Hydra's sentence, no traceback
+            _fail(f"dgm-{config_name}", " ".join(str(error).split()), EXIT_USER_ERROR)
+        sys.stdout.write(text)
+        return
     hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)()

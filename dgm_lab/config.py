@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dgm_lab import performance
 from dgm_lab.models.moved import MOVED_TARGETS, REMOVED_MODEL_KEYS
 from dgm_lab.models.schemas import check_model_config, register_model_schemas
 from dgm_lab.settings import EvaluationSettings, OptimizerSettings, check_trainer_limits
@@ -92,6 +93,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.get("optimizer") is not None:
         OptimizerSettings.from_config(cfg.optimizer)
     check_trainer_limits(cfg.get("trainer"))
+    performance.check(dict(cfg.get("trainer") or {}))
     if cfg.get("model") is not None and "_target_" in cfg.model:
         check_model_config(cfg.model)
 

@@ -12,22 +12,23 @@ import json
 import time
 from pathlib import Path
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from dgm_lab import builders
-from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
 from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics import specs
-from dgm_lab.metrics.image_files import load_image_files
-from dgm_lab.metrics.sample_quality import evaluate_for_cli
-from dgm_lab.metrics.settings import Settings
 from dgm_lab.run_folder import EVAL_RECORD, RunFolder, scalar_metrics
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.split``; returns and writes the eval record."""
+    # Imported here: ``dgm-eval --help`` and usage errors answer without loading torch and Lightning.
+    import pytorch_lightning as pl
+
+    from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
+    from dgm_lab.metrics.sample_quality import evaluate_for_cli
+    from dgm_lab.metrics.settings import Settings
+
     if cfg.split not in ("val", "test"):
         raise ConfigError(f"split must be val or test, got {cfg.split!r}.")
     started = time.time()
@@ -61,6 +62,10 @@ def evaluate(cfg: DictConfig) -> dict:
 
 def _evaluate_images(cfg: DictConfig, settings, started: float) -> dict:
     """Sample-quality metrics of saved images (folder or .npz) against a split of ``data=``."""
+    from dgm_lab import builders
+    from dgm_lab.metrics.image_files import load_image_files
+    from dgm_lab.metrics.sample_quality import evaluate_for_cli
+
     if not settings.feature_metrics or cfg.get("data") is None:
         raise ConfigError("images= needs a reference dataset and metrics: add data=<mnist|fashion_mnist|...> "
                           "metrics=[fid,is,kid,prc].")

@@ -75,7 +75,8 @@ def _train(cfg: DictConfig, folder: RunFolder, ckpt_path: str | None) -> Summary
     callbacks: list = []
     try:
         model = builders.build_model(cfg)
-        callbacks = builders.build_callbacks(cfg)
+        builders.apply_performance_options(cfg, model)
+        callbacks = builders.build_callbacks(cfg, model, datamodule)
         loggers = builders.build_loggers(cfg)
         trainer = builders.build_trainer(cfg, callbacks, loggers)
         for logger in loggers:

@@ -20,7 +20,6 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
 from dgm_lab.files import write_atomically
@@ -99,7 +98,7 @@ def scalar_metrics(metrics) -> dict[str, float]:
     """The one-element tensors and numbers of a Lightning metrics mapping, as floats."""
     out = {}
     for key, value in dict(metrics).items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
+        if hasattr(value, "numel") and value.numel() == 1:  # a one-element tensor (no torch import here)
             value = value.item()
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = float(value)

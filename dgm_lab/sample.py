@@ -12,19 +12,22 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-import torch
 from omegaconf import DictConfig
-from torchvision.utils import save_image
 
-from dgm_lab.checkpoints import load_checkpoint, rebuild_model, resolve_checkpoint
 from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.errors import ConfigError
-from dgm_lab.models.contract import GibbsSampler
 from dgm_lab.run_folder import RunFolder
 
 
 def draw(cfg: DictConfig) -> dict:
+    # Imported here: ``dgm-sample --help`` and usage errors answer without loading torch.
+    import numpy as np
+    import torch
+    from torchvision.utils import save_image
+
+    from dgm_lab.checkpoints import load_checkpoint, rebuild_model, resolve_checkpoint
+    from dgm_lab.models.contract import GibbsSampler
+
     if not cfg.get("ckpt_path"):
         raise ConfigError("pass ckpt_path=<checkpoint file or run folder>, e.g. dgm-sample ckpt_path=outputs/vae/<run>.")
     if cfg.num_samples < 1:

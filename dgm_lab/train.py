@@ -18,12 +18,10 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-from pytorch_lightning.utilities import rank_zero_only
 
 from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics import specs
-from dgm_lab.run import train
 from dgm_lab.safe_config import load_run_config
 
 log = logging.getLogger("dgm_lab")
@@ -94,6 +92,11 @@ def end_distributed_job(environment: dict) -> None:
 @reports_user_errors("dgm-train")
 def train_task(cfg: DictConfig) -> float | None:
     """The Hydra task of ``dgm-train``: one run (or one sweep job); returns the optimized metric."""
+    # Imported here: ``dgm-train --help`` and config errors answer without loading torch and Lightning.
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from dgm_lab.run import train
+
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     if cfg.get("resume"):
         cfg = resumed_config(cfg)

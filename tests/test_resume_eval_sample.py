@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from tests.conftest import run_cli, train_run
@@ -35,16 +36,22 @@ def test_resume_gives_identical_weights(tmp_path):
     assert summary["timing"]["iterations"] == a["global_step"] // 2  # the resumed fit did half the steps
 
 
-def test_resume_rejects_group_change(tmp_path):
-    run = tmp_path / "run"
-    train_run(run, *SETTINGS, fast=False)
-    result = run_cli("dgm-train", f"resume={run}", "model=iwae")
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory):
+    """One 2-epoch run that the tests below only read (and add eval.json to); a test that damages
+    its run trains its own."""
+    run = tmp_path_factory.mktemp("shared") / "run"
+    train_run(run, *SETTINGS, "trainer.max_epochs=2", fast=False)
+    return run
+
+
+def test_resume_rejects_group_change(two_epoch_run):
+    result = run_cli("dgm-train", f"resume={two_epoch_run}", "model=iwae")
     assert result.returncode == 2 and "cannot change config group" in result.stderr
 
 
-def test_eval_and_sample_from_run_folder(tmp_path):
-    run = tmp_path / "run"
-    train_run(run, *SETTINGS, "trainer.max_epochs=2", fast=False)
+def test_eval_and_sample_from_run_folder(two_epoch_run, tmp_path):
+    run = two_epoch_run
     result = run_cli("dgm-eval", f"ckpt_path={run}", "eval.iwae_k=16", "progress_bar=false")
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((run / "eval.json").read_text())
@@ -61,7 +68,7 @@ def test_eval_and_sample_from_run_folder(tmp_path):
 
 def test_corrupt_checkpoint_is_one_sentence(tmp_path):
     run = tmp_path / "run"
-    train_run(run, *SETTINGS, fast=False)
+    train_run(run, *SETTINGS, "trainer.max_epochs=1", fast=False)  # any checkpoint will do: it gets truncated
     last = run / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])
     for prog, args in (("dgm-eval", [f"ckpt_path={last}"]), ("dgm-train", [f"resume={run}", "trainer.max_epochs=2"])):

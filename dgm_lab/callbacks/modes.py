@@ -58,6 +58,11 @@ class ModeCoverage(pl.Callback):
         self.diagnostics: dict = {}  # per-mode histograms, copied into summary.json by the run
         self.active = False
 
+    def applies_to(self, model, datamodule) -> bool:
+        """Attached only for data with known modes (``builders.build_callbacks``): an inert callback
+        still costs a hook call per step."""
+        return isinstance(datamodule, ModeMixtureData)
+
     def setup(self, trainer, pl_module, stage):
         # In the default callbacks of every run: it scores only data with known modes.
         self.active = isinstance(trainer.datamodule, ModeMixtureData)

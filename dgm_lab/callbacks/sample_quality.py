@@ -58,6 +58,11 @@ class SampleQuality(pl.Callback):
             self.skipped = missing_inception_message(self.settings)
         return extractor
 
+    def applies_to(self, model, datamodule) -> bool:
+        """Attached only when a metric is selected (``builders.build_callbacks``), or when it has a
+        skipped metric to record."""
+        return self.active or self.skipped is not None
+
     # -- set up before training: weights are checked here at the latest -------------------------
     def setup(self, trainer, pl_module, stage: str) -> None:
         if not self.active or self.evaluator is not None:

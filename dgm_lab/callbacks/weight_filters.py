@@ -25,6 +25,10 @@ class WeightFilters(pl.Callback):
         self.num_filters = int(num_filters)
         self.written: list[str] = []
 
+    def applies_to(self, model, datamodule) -> bool:
+        """Attached only to models with weight filters (``builders.build_callbacks``)."""
+        return isinstance(model, HasWeightFilters)
+
     def on_validation_epoch_end(self, trainer, pl_module):
         # Only while fitting: dgm-eval's validate has no run folder to write into.
         if (self.every_n_epochs <= 0 or not isinstance(pl_module, HasWeightFilters) or trainer.sanity_checking

@@ -36,6 +36,9 @@ class TensorBatches(Dataset):
         return len(self.images)
 
     def __getitem__(self, index):
+        if isinstance(index, list):  # a batch from the BatchSampler: index_select with one index tensor
+            index = torch.as_tensor(index)  # is about twice as fast as indexing twice with a list
+            return self.images.index_select(0, index), self.labels.index_select(0, index)
         return self.images[index], self.labels[index]
 
 

@@ -32,7 +32,17 @@ EVALUATION_WIRING = {"evaluation": "${eval}"}  # models whose test metrics read 
 def schema_node(schema: ModelSchema) -> dict:
     """The ConfigStore node of a model: its class, the run's wiring and its settings' defaults."""
     wiring = {**WIRING, **(EVALUATION_WIRING if schema.reads_eval else {})}
-    return {"_target_": schema.target, **wiring, **dataclasses.asdict(schema.settings())}
+    return {"_target_": schema.target, **wiring, **defaults(schema.settings)}
+
+
+def defaults(settings_class: type) -> dict:
+    """A settings dataclass's defaults as plain values, without building an instance: its checks
+    may need torch (the GAN's loss table), and composing a config (``dgm-train --help``) must not."""
+    out = {}
+    for field in dataclasses.fields(settings_class):
+        value = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        out[field.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def model_schemas() -> dict[str, ModelSchema]:

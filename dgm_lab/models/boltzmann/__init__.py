@@ -1,10 +1,11 @@
 """Boltzmann machines: the RBM, the deep belief net and the deep Boltzmann machine, the Lightning
-base they share and the math of one RBM layer (``RBMLayer``) they are built from."""
+base they share and the math of one RBM layer (``RBMLayer``) they are built from.
 
-from dgm_lab.models.boltzmann.dbm import DBM, DBMParams
-from dgm_lab.models.boltzmann.dbn import DBN
-from dgm_lab.models.boltzmann.layer import RBMLayer
-from dgm_lab.models.boltzmann.module import BoltzmannModule
-from dgm_lab.models.boltzmann.rbm import RBM
+The classes are imported on first use (``dgm_lab.lazy``): ``config.py`` loads without torch."""
 
-__all__ = ["RBM", "DBN", "DBM", "DBMParams", "RBMLayer", "BoltzmannModule"]
+from dgm_lab.lazy import lazy_exports
+
+_EXPORTS = {"RBM": "rbm", "DBN": "dbn", "DBM": "dbm", "DBMParams": "dbm", "RBMLayer": "layer",
+            "BoltzmannModule": "module"}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

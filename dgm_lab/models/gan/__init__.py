@@ -1,17 +1,13 @@
 """Generative adversarial networks: the adversarial module every GAN preset shares
 (``model=gan|dcgan|wgan_gp|sngan|sngan_resnet|wgan_gp_resnet``), its losses and its generator /
-discriminator networks (MLP, DCGAN, ResNet)."""
+discriminator networks (MLP, DCGAN, ResNet).
 
-from dgm_lab.models.gan.gan import GAN
-from dgm_lab.models.gan.networks import (
-    DCGANDiscriminator,
-    DCGANGenerator,
-    LabelInput,
-    MLPDiscriminator,
-    MLPGenerator,
-    ProjectionHead,
-)
-from dgm_lab.models.gan.resnet import ResNetDiscriminator, ResNetGenerator
+The classes are imported on first use (``dgm_lab.lazy``): ``config.py`` loads without torch."""
 
-__all__ = ["GAN", "MLPGenerator", "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator", "LabelInput",
-           "ProjectionHead", "ResNetGenerator", "ResNetDiscriminator"]
+from dgm_lab.lazy import lazy_exports
+
+_EXPORTS = {"GAN": "gan", "MLPGenerator": "networks", "MLPDiscriminator": "networks", "DCGANGenerator": "networks",
+            "DCGANDiscriminator": "networks", "LabelInput": "networks", "ProjectionHead": "networks",
+            "ResNetGenerator": "resnet", "ResNetDiscriminator": "resnet"}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

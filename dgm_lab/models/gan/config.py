@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dgm_lab.errors import require
-from dgm_lab.models.gan.losses import adversarial_loss
 from dgm_lab.models.settings import ModelSchema, ModelSettings, setting
 
 
@@ -40,6 +39,9 @@ class GANConfig(ModelSettings):
     discriminator_optimizer: dict | None = setting({"lr": None, "betas": None})
 
     def check(self) -> None:
+        # imported here: losses need torch, and this module loads without it (dgm-train --help)
+        from dgm_lab.models.gan.losses import adversarial_loss
+
         require(not adversarial_loss(self.loss).needs_lipschitz or self.gp_weight > 0 or self.spectral_norm,
                 f"model.loss={self.loss} needs a Lipschitz critic: set model.gp_weight (10 in WGAN-GP) or "
                 "model.spectral_norm=true.")

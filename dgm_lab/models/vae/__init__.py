@@ -1,12 +1,13 @@
 """Variational autoencoders: the VAE (beta, KL warm-up, cyclical annealing, free bits), the IWAE,
 the likelihood-evaluation base they share and the decoder likelihoods p(x | z)
-(Bernoulli, Gaussian, discretized logistic and its PixelCNN++ mixture)."""
+(Bernoulli, Gaussian, discretized logistic and its PixelCNN++ mixture).
 
-from dgm_lab.models.vae.iwae import IWAE
-from dgm_lab.models.vae.likelihood_module import LikelihoodModule
-from dgm_lab.models.vae.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian, Likelihood
-from dgm_lab.models.vae.logistic_mixture import DiscretizedLogisticMixture
-from dgm_lab.models.vae.vae import VAE
+The classes are imported on first use (``dgm_lab.lazy``): ``config.py`` loads without torch."""
 
-__all__ = ["VAE", "IWAE", "LikelihoodModule", "Bernoulli", "Gaussian", "DiscretizedLogistic", "DiscretizedLogisticMixture",
-           "Likelihood"]
+from dgm_lab.lazy import lazy_exports
+
+_EXPORTS = {"VAE": "vae", "IWAE": "iwae", "LikelihoodModule": "likelihood_module", "Bernoulli": "likelihoods",
+            "Gaussian": "likelihoods", "DiscretizedLogistic": "likelihoods", "Likelihood": "likelihoods",
+            "DiscretizedLogisticMixture": "logistic_mixture"}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
