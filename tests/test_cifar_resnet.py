@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.data import ImageFolderDataModule
 from dgm_lab.errors import ConfigError, DataError
+from dgm_lab.eval import evaluate
 from dgm_lab.metrics import cifar_resnet, specs
 from dgm_lab.metrics.extractors import file_sha256, resolve_extractor
 from dgm_lab.metrics.features import extract
@@ -184,11 +187,14 @@ def eval_args(tiny, tmp_path) -> tuple[list[str], dict]:
 def test_dgm_eval_picks_the_cifar_resnet_for_an_rgb_folder(tiny, tmp_path):
     common, env = eval_args(tiny, tmp_path)
     result = run_cli("dgm-eval", *common, "metrics=[fid,prc]", f"metrics.cifar_resnet_weights={tiny['weights']}",
-                     f"output={tmp_path / 'resnet.json'}", env=env)
+                     "split=train", f"output={tmp_path / 'resnet.json'}", env=env)  # the papers' reference split
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((tmp_path / "resnet.json").read_text())
-    assert set(record["metrics"]) == {"test/fid_cifar_resnet", "test/precision_cifar_resnet", "test/recall_cifar_resnet"}
-    assert record["sample_quality"]["protocol"]["feature_extractor"] == cifar_resnet.NAME
+    assert set(record["metrics"]) == {"train/fid_cifar_resnet", "train/precision_cifar_resnet",
+                                      "train/recall_cifar_resnet"}
+    protocol = record["sample_quality"]["protocol"]
+    assert protocol["feature_extractor"] == cifar_resnet.NAME and protocol["reference"]["split"] == "train"
+    assert protocol["num_real"] == 72  # every training image (80 less the 8 held out for validation)
 
 
 def test_inception_weights_file_scores_rgb_images_as_inception_fid(tiny, inception_file, monkeypatch, tmp_path):
@@ -218,3 +224,11 @@ def test_dgm_eval_with_inception_weights_through_the_cli(tiny, inception_file, t
     protocol = record["sample_quality"]["protocol"]
     assert protocol["feature_extractor"] == INCEPTION and protocol["weights_sha256"] == file_sha256(inception_file)
     assert protocol["num_generated"] == 10 and protocol["num_real"] == 10
+
+
+def test_dgm_eval_takes_the_train_split_for_sample_quality_alone(tmp_path):
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=[f"ckpt_path={tmp_path}", "split=train"])
+    with pytest.raises(ConfigError, match=r"split must be val or test \(or train, for sample quality alone"):
+        evaluate(cfg)  # a likelihood on the training images would be a training loss, not an evaluation
