@@ -5,6 +5,8 @@ dataset, the logged names, FID parity with numpy/scipy, and dgm-eval with it and
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from dgm_lab.data import ImageFolderDataModule
 from dgm_lab.errors import ConfigError, DataError
 from dgm_lab.eval import evaluate
 from dgm_lab.metrics import cifar_resnet, specs
+from dgm_lab.metrics.classifier import accuracy
 from dgm_lab.metrics.extractors import file_sha256, resolve_extractor
 from dgm_lab.metrics.features import extract
 from dgm_lab.metrics.sample_quality import SampleQuality
@@ -232,3 +235,18 @@ def test_dgm_eval_takes_the_train_split_for_sample_quality_alone(tmp_path):
         cfg = compose("eval", overrides=[f"ckpt_path={tmp_path}", "split=train"])
     with pytest.raises(ConfigError, match=r"split must be val or test \(or train, for sample quality alone"):
         evaluate(cfg)  # a likelihood on the training images would be a training loss, not an evaluation
+
+
+def test_shipped_cifar_resnet_is_small_recorded_and_accurate():
+    path = cifar_resnet.WEIGHTS
+    if not path.exists():
+        pytest.skip(f"{path.name} is not shipped yet: python -m dgm_lab.metrics.train_cifar_resnet writes it")
+    record = json.loads((path.parent / "ACCURACY.json").read_text())["cifar10_jpeg"]
+    assert path.stat().st_size < 4_000_000
+    assert record["test_accuracy"] >= 0.88 and record["sha256"] == file_sha256(path) and record["test_images"] == 10000
+    assert record["date"] and "train_cifar_resnet" in record["command"]
+    root = Path(os.environ.get("DGM_DATA_DIR", "")) / "CIFAR-10-images"
+    if not os.environ.get("DGM_DATA_DIR") or not root.is_dir():
+        pytest.skip("DGM_DATA_DIR has no CIFAR-10-images: the recorded accuracy is not re-measured")
+    images, labels = ImageFolderDataModule(root=str(root), image_size=32, val_size=5000).reference_images("test", 2000)
+    assert accuracy(cifar_resnet.load_cifar_resnet(path), images.float() / 255, labels) >= 0.87
