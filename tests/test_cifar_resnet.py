@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from PIL import Image
 
 from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.data import ImageFolderDataModule
-from dgm_lab.errors import ConfigError, DataError
+from dgm_lab.errors import ConfigError, DataError, UserError
 from dgm_lab.eval import evaluate
 from dgm_lab.metrics import cifar_resnet, specs
 from dgm_lab.metrics.classifier import accuracy
@@ -27,7 +29,7 @@ from dgm_lab.metrics.sample_quality import SampleQuality
 from dgm_lab.metrics.settings import INCEPTION, Settings
 from dgm_lab.metrics.train_cifar_resnet import augment, schedule
 from dgm_lab.metrics.train_cifar_resnet import main as train_main
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 CLASSES = ("cat", "ship")
 TINY = ["--epochs", "1", "--batch-size", "16", "--widths", "8,8,8,8", "--val-size", "8", "--precision", "fp32",
@@ -68,7 +70,7 @@ def test_training_script_records_the_weights_and_resumes(tiny, monkeypatch):
     result, weights = tiny["result"], tiny["weights"]
     record = json.loads((weights.parent / "ACCURACY.json").read_text())["cifar10_jpeg"]
     assert record == result and record["sha256"] == file_sha256(weights) and record["file_bytes"] == weights.stat().st_size
-    assert record["train_images"] == 72 and record["test_images"] == 40  # 80 train images less 8 for validation
+    assert (record["train_images"], record["val_images"], record["test_images"]) == (72, 8, 40)
     assert 0 <= record["test_accuracy"] <= 1 and len(record["test_accuracy_per_epoch"]) == 1
     saved = torch.load(weights, weights_only=True)
     assert saved["format"] == cifar_resnet.FORMAT and saved["widths"] == [8, 8, 8, 8]
@@ -79,8 +81,13 @@ def test_training_script_records_the_weights_and_resumes(tiny, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tiny["base"] / "cache"))
     args = ["--data-root", str(tiny["root"]), "--run-dir", str(tiny["base"] / "run"), "--out-dir",
             str(tiny["base"] / "again")]
-    with pytest.raises(Exception, match="--resume"):  # a finished run is never overwritten
+    with pytest.raises(UserError, match="already holds a run; add --resume"):  # a run is never overwritten
         train_main(args + TINY)
+    script = subprocess.run([sys.executable, "-m", "dgm_lab.metrics.train_cifar_resnet", "--run-dir",
+                             str(tiny["base"] / "empty"), "--resume"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert script.returncode == 2 and "Traceback" not in script.stderr
+    assert script.stderr.strip().startswith("error: --resume found no") and script.stderr.count("\n") == 1
     again = train_main(args + ["--resume", "--epochs", "7"])  # the run's own settings win over the command line
     assert again["epochs"] == 1 and again["sha256"] == record["sha256"]  # the checkpoint, not a new net
 

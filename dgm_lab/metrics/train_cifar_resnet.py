@@ -115,7 +115,8 @@ def autocast(precision: str):
     return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
 
-def test_accuracy(net: CifarResNet, split: tuple[torch.Tensor, torch.Tensor], precision: str) -> float:
+def split_accuracy(net: CifarResNet, split: tuple[torch.Tensor, torch.Tensor], precision: str) -> float:
+    """Fraction of the uint8 images of ``split`` classified right, under ``precision`` autocast."""
     images, labels = split
     with autocast(precision):
         return accuracy(net, images.float().div(255), labels, batch_size=500)
@@ -124,6 +125,8 @@ def test_accuracy(net: CifarResNet, split: tuple[torch.Tensor, torch.Tensor], pr
 def train(args: argparse.Namespace, run_dir: Path) -> tuple[CifarResNet, list[dict], dict]:
     """Train from scratch or from ``run_dir/last.pt``; returns the net, the history and the splits."""
     checkpoint_path = run_dir / "last.pt"
+    if args.resume and not checkpoint_path.exists():
+        raise UserError(f"--resume found no {checkpoint_path} to continue; drop --resume to start this run.")
     saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True) if args.resume else None
     if saved:
         for key in TRAINING_SETTINGS:
@@ -174,7 +177,7 @@ def train(args: argparse.Namespace, run_dir: Path) -> tuple[CifarResNet, list[di
         seconds = time.time() - started
         row = {"epoch": epoch + 1, "train_loss": round(loss_sum / steps_per_epoch, 4),
                "train_accuracy": round(hits / (steps_per_epoch * args.batch_size), 4),
-               "test_accuracy": round(test_accuracy(net, splits["test"], args.precision), 4),
+               "test_accuracy": round(split_accuracy(net, splits["test"], args.precision), 4),
                "train_images_per_s": round(steps_per_epoch * args.batch_size / seconds, 1),
                "epoch_seconds": round(time.time() - started, 1),
                "time": datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S")}
@@ -189,6 +192,8 @@ def train(args: argparse.Namespace, run_dir: Path) -> tuple[CifarResNet, list[di
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
+    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0 or not 0 <= args.warmup < 1:
+        raise UserError("--epochs and --batch-size must be positive, --lr above 0 and --warmup in [0, 1).")
     if args.threads:
         torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir).expanduser()
@@ -202,10 +207,11 @@ def main(argv: list[str] | None = None) -> dict:
     write_atomically(weights, lambda path: torch.save(record, path))
     shipped = load_cifar_resnet(weights)  # the accuracy recorded is that of the file, as the extractor loads it
     result = {
-        "test_accuracy": round(test_accuracy(shipped, splits["test"], "fp32"), 5),
-        "val_accuracy": round(test_accuracy(shipped, splits["val"], "fp32"), 5),
+        "test_accuracy": round(split_accuracy(shipped, splits["test"], "fp32"), 5),
+        "val_accuracy": round(split_accuracy(shipped, splits["val"], "fp32"), 5),
         "target_test_accuracy": TARGET_ACCURACY,
-        "train_images": len(splits["train"][0]), "test_images": len(splits["test"][0]),
+        "train_images": len(splits["train"][0]), "val_images": len(splits["val"][0]),
+        "test_images": len(splits["test"][0]),
         **{key: getattr(args, key) for key in TRAINING_SETTINGS if key != "data_root"},
         "num_parameters": sum(p.numel() for p in shipped.parameters()),
         "storage": "float16 tensors, loaded as float32",
