@@ -125,7 +125,12 @@ def resolve_extractor(settings: Settings, dataset: str, image_shape: tuple[int, 
     chosen = settings.feature_extractor
     if chosen == INCEPTION:
         return _inception(settings)
-    name = {AUTO: lambda: shipped_for(dataset, image_shape), LENET: lambda: lenet_for(dataset)}.get(chosen, lambda: chosen)()
+    if chosen == AUTO:
+        name = shipped_for(dataset, image_shape)
+    elif chosen == LENET:
+        name = lenet_for(dataset)
+    else:
+        name = chosen
     if name == cifar_resnet.NAME:
         path = _weights_path(settings.cifar_resnet_weights, cifar_resnet.WEIGHTS)
         cifar_resnet.load_cifar_resnet(path)  # a missing or foreign file fails here, in one sentence
