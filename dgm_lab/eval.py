@@ -4,6 +4,8 @@
     dgm-eval ckpt_path=<file.ckpt> eval.iwae_k=5000 split=val
     dgm-eval ckpt_path=outputs/vae/<run> metrics=[fid,is,kid,prc] likelihood=false   # sample quality
     dgm-eval images=<folder or .npz> data=mnist metrics=lenet                          # saved samples
+    dgm-eval ckpt_path=<run> likelihood=false metrics=inception metrics.inception_weights=<file> \
+        metrics.num_samples=50000 metrics.num_real=50000 split=train                   # the papers' protocol
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ def evaluate(cfg: DictConfig) -> dict:
     from dgm_lab.metrics.sample_quality import evaluate_for_cli
     from dgm_lab.metrics.settings import Settings
 
-    if cfg.split not in ("val", "test"):
-        raise ConfigError(f"split must be val or test, got {cfg.split!r}.")
+    sample_quality_only = bool(cfg.get("images")) or not cfg.get("likelihood", True)
+    # the papers' FID protocol compares samples with the training images: allowed where no likelihood is computed
+    if cfg.split not in ("val", "test") and not (cfg.split == "train" and sample_quality_only):
+        raise ConfigError(f"split must be val or test (or train, for sample quality alone: images= or "
+                          f"likelihood=false), got {cfg.split!r}.")
     started = time.time()
     settings = Settings.from_config(OmegaConf.to_container(cfg.metrics, resolve=True) if cfg.get("metrics") else None)
     if cfg.get("images"):

@@ -52,3 +52,21 @@ def train_run(run_dir: Path, *overrides: str, fast: bool = True) -> dict:
     result = run_cli("dgm-train", *(FAST if fast else []), *overrides, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def inception_file(tmp_path_factory):
+    """Random InceptionV3 weights saved in the format of pt_inception-2015-12-05-6726825d.pth:
+    torch-fidelity's network, its keys and shapes, random values (the real file cannot be downloaded here)."""
+    import torch
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from dgm_lab.metrics.extractors import INCEPTION_FILE
+
+    with pytest.MonkeyPatch.context() as patch:  # build the network without any download
+        patch.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {})
+        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    path = tmp_path_factory.mktemp("weights") / INCEPTION_FILE
+    torch.save(torch.nn.Module.state_dict(net), path)
+    return path

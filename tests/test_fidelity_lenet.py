@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch_fidelity
-from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
@@ -104,7 +103,8 @@ def test_lenet_is_chosen_by_dataset_and_an_unregistered_dataset_gets_one_sentenc
     with pytest.raises(ConfigError) as error:
         resolve_extractor(Settings(), "ring8")
     message = str(error.value)
-    assert "'ring8'" in message and "metrics.feature_extractor=lenet-mnist|lenet-fashion-mnist|inception-v3-compat." in message
+    assert "'ring8'" in message and "metrics.feature_extractor=lenet-mnist|lenet-fashion-mnist|cifar-resnet, or " \
+        "inception-v3-compat with metrics.inception_weights=" in message
     assert "\n" not in message and message.count(". ") == 0
     assert resolve_extractor(Settings(feature_extractor="lenet-mnist"), "ring8").name == "lenet-mnist"  # the user's choice
 
@@ -217,18 +217,6 @@ def test_the_callback_keeps_its_records_and_never_writes_into_the_model(digits, 
 
 
 # -- InceptionV3 weights -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def inception_file(tmp_path_factory):
-    """Random InceptionV3 weights saved in the format of pt_inception-2015-12-05-6726825d.pth."""
-    with pytest.MonkeyPatch.context() as patch:  # build the network without any download
-        patch.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {})
-        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
-        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    path = tmp_path_factory.mktemp("weights") / INCEPTION_FILE
-    torch.save(torch.nn.Module.state_dict(net), path)
-    return path
-
-
 def inception_settings(**extra):
     return Settings.from_config({"compute": {"fid": True, "is": True}, "feature_extractor": INCEPTION,
                                           "download": False, **extra})

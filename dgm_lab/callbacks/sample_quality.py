@@ -16,7 +16,7 @@ from dgm_lab.errors import ConfigError
 from dgm_lab.metrics.extractors import Extractor, missing_inception_message, resolve_extractor
 from dgm_lab.metrics.feature_metric import build_feature_metrics
 from dgm_lab.metrics.sample_quality import SampleQuality as Evaluator
-from dgm_lab.metrics.sample_quality import image_data
+from dgm_lab.metrics.sample_quality import image_data, image_shape
 from dgm_lab.metrics.settings import CAS, INCEPTION, Settings
 
 log = logging.getLogger("dgm_lab")
@@ -51,8 +51,8 @@ class SampleQuality(pl.Callback):
         if self.active and self.settings.feature_extractor == INCEPTION:
             self._resolve(dataset="")  # weights do not depend on the data: fail before anything is built
 
-    def _resolve(self, dataset: str) -> Extractor | None:
-        extractor = resolve_extractor(self.settings, dataset)
+    def _resolve(self, dataset: str, shape: tuple[int, ...] | None = None) -> Extractor | None:
+        extractor = resolve_extractor(self.settings, dataset, shape)
         if extractor is None:
             self.active = False
             self.skipped = missing_inception_message(self.settings)
@@ -69,7 +69,7 @@ class SampleQuality(pl.Callback):
             self._record_skip()
             return
         data = image_data(trainer.datamodule)
-        extractor = self._resolve(data.name)
+        extractor = self._resolve(data.name, image_shape(data))
         if extractor is None:
             self._record_skip()
             return

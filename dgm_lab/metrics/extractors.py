@@ -1,8 +1,11 @@
 """Feature extractors: which network scores a dataset, and where its weights come from.
 
 ``resolve_extractor`` runs before any training, so missing or foreign weights stop a run in one
-sentence instead of after hours. The shipped LeNets (``dgm_lab.metrics.lenet``) need no download;
-InceptionV3 weights come from ``metrics.inception_weights``, the torch hub cache, or a download.
+sentence instead of after hours. The shipped extractors need no download: the LeNets
+(``dgm_lab.metrics.lenet``) for MNIST-like digits and clothes, the CIFAR ResNet
+(``dgm_lab.metrics.cifar_resnet``) for CIFAR-10 and other 32x32 RGB images; ``metrics.feature_extractor=auto``
+picks one by dataset (``SHIPPED_BY_DATASET``, then ``SHIPPED_BY_SHAPE``). InceptionV3 weights come from
+``metrics.inception_weights``, the torch hub cache, or a download.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
 from dgm_lab.errors import ConfigError, DataError
-from dgm_lab.metrics import lenet
-from dgm_lab.metrics.settings import INCEPTION, Settings
+from dgm_lab.metrics import cifar_resnet, lenet
+from dgm_lab.metrics.settings import AUTO, INCEPTION, LENET, Settings
 
 log = logging.getLogger("dgm_lab")
 
@@ -35,6 +38,12 @@ INCEPTION_RESIZE = "torch-fidelity's TF1-compatible bilinear resize to 299x299; 
 # Other datasets must name their extractor: a LeNet of other images would score them without a warning.
 LENET_BY_DATASET = {"mnist": "lenet-mnist", "mnist_5k": "lenet-mnist", "digits": "lenet-mnist",
                     "fashion_mnist": "lenet-fashion-mnist"}
+# What metrics.feature_extractor=auto picks: by dataset name first, then, for data of no registered
+# name (a user's image folder, dgm-sample's npz read back), by image shape (C, H, W). A 32x32 RGB
+# folder is scored by the CIFAR-10 classifier: its features describe natural images at that size.
+SHIPPED_BY_DATASET = {**LENET_BY_DATASET, "cifar10": cifar_resnet.NAME, "cifar10_jpeg": cifar_resnet.NAME}
+SHIPPED_BY_SHAPE = {(3, cifar_resnet.IMAGE_SIZE, cifar_resnet.IMAGE_SIZE): cifar_resnet.NAME}
+SHIPPED = (*lenet.LENETS, cifar_resnet.NAME)
 
 
 @dataclass(frozen=True)
@@ -79,25 +88,63 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
+def choices_sentence() -> str:
+    """The end of every no-extractor message: what the user can set instead."""
+    return (f"set metrics.feature_extractor={'|'.join(SHIPPED)}, or {INCEPTION} with "
+            f"metrics.inception_weights=<path to {INCEPTION_FILE}>.")
+
+
 def lenet_for(dataset: str) -> str:
     """The registry name of the shipped LeNet for ``dataset`` (``LENET_BY_DATASET``)."""
     if dataset not in LENET_BY_DATASET:
         raise ConfigError(f"metrics.feature_extractor=lenet has no LeNet registered for the dataset {dataset!r} "
-                          f"(only {', '.join(LENET_BY_DATASET)}); set metrics.feature_extractor="
-                          f"{'|'.join(lenet.LENETS)}|{INCEPTION}.")
+                          f"(only {', '.join(LENET_BY_DATASET)}); {choices_sentence()}")
     return LENET_BY_DATASET[dataset]
 
 
-def resolve_extractor(settings: Settings, dataset: str) -> Extractor | None:
-    """The extractor for ``settings`` on ``dataset``; None when Inception weights are missing and
-    ``on_missing_weights=skip`` (a warning is logged). Raises DataError (weights) or ConfigError (a
-    dataset with no registered LeNet) otherwise, before any training."""
+def shipped_for(dataset: str, image_shape: tuple[int, ...] | None = None) -> str:
+    """The registry name of the shipped extractor for ``dataset`` with images (C, H, W) ``image_shape``."""
+    if dataset in SHIPPED_BY_DATASET:
+        return SHIPPED_BY_DATASET[dataset]
+    shape = tuple(image_shape) if image_shape is not None else None
+    if shape in SHIPPED_BY_SHAPE:
+        log.info("scoring %s %s images with %s, the shipped CIFAR-10 classifier of 32x32 RGB images",
+                 dataset, "x".join(map(str, shape)), SHIPPED_BY_SHAPE[shape])
+        return SHIPPED_BY_SHAPE[shape]
+    shown = f" of {'x'.join(map(str, shape))} images" if shape else ""
+    raise ConfigError(f"no shipped feature extractor is registered for the dataset {dataset!r}{shown} (LeNets: "
+                      f"{', '.join(LENET_BY_DATASET)}; CIFAR ResNet: cifar10, cifar10_jpeg and any 3x32x32 images); "
+                      f"{choices_sentence()}")
+
+
+def resolve_extractor(settings: Settings, dataset: str, image_shape: tuple[int, ...] | None = None) -> Extractor | None:
+    """The extractor for ``settings`` on ``dataset`` (images (C, H, W) ``image_shape``, when known);
+    None when Inception weights are missing and ``on_missing_weights=skip`` (a warning is logged).
+    Raises DataError (weights) or ConfigError (a dataset with no shipped extractor) otherwise,
+    before any training."""
     chosen = settings.feature_extractor
-    if chosen != INCEPTION:
-        name = chosen if chosen in lenet.LENETS else lenet_for(dataset)
-        path = Path(settings.lenet_weights).expanduser().resolve() if settings.lenet_weights else lenet.LENETS[name]
-        lenet.load_lenet(path)  # a missing or foreign file fails here, in one sentence
-        return Extractor(name, str(path), file_sha256(path), "lenet", lenet.RESIZE, 1)
+    if chosen == INCEPTION:
+        return _inception(settings)
+    if chosen == AUTO:
+        name = shipped_for(dataset, image_shape)
+    elif chosen == LENET:
+        name = lenet_for(dataset)
+    else:
+        name = chosen
+    if name == cifar_resnet.NAME:
+        path = _weights_path(settings.cifar_resnet_weights, cifar_resnet.WEIGHTS)
+        cifar_resnet.load_cifar_resnet(path)  # a missing or foreign file fails here, in one sentence
+        return Extractor(name, str(path), file_sha256(path), "cifar_resnet", cifar_resnet.RESIZE, 3)
+    path = _weights_path(settings.lenet_weights, lenet.LENETS[name])
+    lenet.load_lenet(path)
+    return Extractor(name, str(path), file_sha256(path), "lenet", lenet.RESIZE, 1)
+
+
+def _weights_path(configured: str | None, shipped: Path) -> Path:
+    return Path(configured).expanduser().resolve() if configured else shipped
+
+
+def _inception(settings: Settings) -> Extractor | None:
     path = find_inception_weights(settings)
     if path is None:
         message = missing_inception_message(settings)
@@ -142,7 +189,7 @@ def missing_inception_message(settings: Settings) -> str:
     wanted = ", ".join(settings.feature_metrics) or "the Inception metrics"
     return (f"InceptionV3 weights for {wanted} are not available offline: put {INCEPTION_FILE} "
             f"(from {PYTORCH_FID_URL}) in {hub_checkpoints()}/ or pass metrics.inception_weights=<path to it>, "
-            "or use metrics.feature_extractor=lenet or metrics.on_missing_weights=skip.")
+            "or use metrics.feature_extractor=auto (the shipped extractor of the dataset) or metrics.on_missing_weights=skip.")
 
 
 @functools.lru_cache(maxsize=4)

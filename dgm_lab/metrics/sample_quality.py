@@ -50,6 +50,12 @@ def image_data(datamodule) -> InMemoryImageData:
     return datamodule
 
 
+def image_shape(data: InMemoryImageData) -> tuple[int, ...] | None:
+    """(C, H, W) of the data's images (the shipped extractor may be chosen by it), None when unknown."""
+    first = data.split_images("train", limit=1)
+    return tuple(first.shape[1:]) if first is not None and first.dim() == 4 else None
+
+
 class SampleQuality:
     """Evaluations of one run: the extractor network is built once, the reference features are
     kept per split; generated features live only inside one ``evaluate`` call.
@@ -110,7 +116,7 @@ def evaluate_for_cli(settings: Settings, datamodule, split: str, device="cpu", m
     scores, record = {}, {}
     data = image_data(datamodule)
     if settings.feature_metrics:
-        extractor = resolve_extractor(settings, data.name)
+        extractor = resolve_extractor(settings, data.name, image_shape(data))
         if extractor is None:
             record["skipped"] = missing_inception_message(settings)
         else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from dgm_lab.errors import ConfigError
-from dgm_lab.metrics import lenet
+from dgm_lab.metrics import cifar_resnet, lenet
 
 # The built-in feature metrics, as conf/metrics/common.yaml declares them (metrics.implementations):
 # name -> the node Hydra builds (dgm_lab.metrics.feature_metric). Kept here too so that Python callers
@@ -18,8 +18,10 @@ BUILT_IN = {"fid": {"_target_": "dgm_lab.metrics.scores.FID"},
             "prc": {"_target_": "dgm_lab.metrics.scores.PrecisionRecall"}}
 CAS = "cas"  # classification accuracy score (dgm_lab.metrics.cas): a model metric, not a feature one
 INCEPTION = "inception-v3-compat"  # torch-fidelity's name of the TF-compatible InceptionV3
-# metrics.feature_extractor: "lenet" picks the shipped LeNet of the dataset (dgm_lab.metrics.extractors).
-FEATURE_EXTRACTORS = ("lenet", *lenet.LENETS, INCEPTION)
+# metrics.feature_extractor: "auto" picks the shipped extractor of the dataset (a LeNet or the CIFAR
+# ResNet), "lenet" the shipped LeNet of the dataset (dgm_lab.metrics.extractors); the others name one.
+AUTO, LENET = "auto", "lenet"
+FEATURE_EXTRACTORS = (AUTO, LENET, *lenet.LENETS, cifar_resnet.NAME, INCEPTION)
 
 
 @dataclass
@@ -28,8 +30,9 @@ class Settings:
 
     compute: dict = field(default_factory=dict)
     implementations: dict = field(default_factory=lambda: {name: dict(node) for name, node in BUILT_IN.items()})
-    feature_extractor: str = "lenet"
+    feature_extractor: str = AUTO
     lenet_weights: str | None = None
+    cifar_resnet_weights: str | None = None
     inception_weights: str | None = None
     download: bool = True
     on_missing_weights: str = "error"

@@ -5,7 +5,8 @@ A logged key is ``<split>/<name>[_<extractor>][_<statistic>]``:
 * ``split``: ``train``, ``val`` or ``test``;
 * ``name``: a row of ``SPECS`` (``elbo``, ``nll_iwae``, ``fid``...);
 * ``extractor``: the feature extractor of a sample-quality score, ``lenet`` for the shipped
-  LeNets and nothing for InceptionV3 (``val/fid_lenet`` is never comparable with ``val/fid``);
+  LeNets, ``cifar_resnet`` for the shipped CIFAR-10 ResNet and nothing for InceptionV3
+  (``val/fid_lenet`` and ``val/fid_cifar_resnet`` are never comparable with ``val/fid``);
 * ``statistic``: ``std`` (spread over splits/subsets), ``low``/``high`` (ends of an interval).
 
 Logs, ``summary.json``, ``eval.json``, the closing headline of ``dgm-train`` and the comparison
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from dgm_lab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
-EXTRACTOR_SUFFIXES = ("lenet",)  # InceptionV3 scores carry no suffix
+EXTRACTOR_SUFFIXES = ("lenet", "cifar_resnet")  # InceptionV3 scores carry no suffix
 STATISTICS = ("std", "low", "high")
 
 
