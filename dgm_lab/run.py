@@ -14,15 +14,15 @@ import warnings
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from dgm_lab import builders
 from dgm_lab.checkpoints import load_checkpoint
 from dgm_lab.config import validate
 from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.errors import CheckpointError, DivergedError
+from dgm_lab.monitor import fill_monitor
 from dgm_lab.run_folder import RunFolder, Summary, scalar_metrics
 
 log = logging.getLogger("dgm_lab")
@@ -51,7 +51,7 @@ def train(cfg: DictConfig) -> Summary:
 
     datamodule = builders.build_datamodule(cfg)
     builders.fill_data_fields(cfg, datamodule)
-    _fill_monitor(cfg)
+    fill_monitor(cfg, datamodule)
     OmegaConf.resolve(cfg)  # one resolution: run ids and paths are fixed from here on
     _save_resolved(cfg, folder)
 
@@ -123,14 +123,6 @@ def _fit_timing(seconds: float, model) -> dict:
     if iterations > 0:
         timing["ms_per_iteration"] = round(1000 * seconds / iterations, 3)
     return timing
-
-
-def _fill_monitor(cfg: DictConfig) -> None:
-    """``monitor.metric: null`` means the model class's own default (``default_monitor``)."""
-    with open_dict(cfg):
-        if cfg.monitor.metric is None:
-            model_class = hydra.utils.get_class(cfg.model._target_)
-            cfg.monitor.metric, cfg.monitor.mode = model_class.default_monitor
 
 
 def _save_resolved(cfg: DictConfig, folder: RunFolder) -> None:

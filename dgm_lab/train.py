@@ -114,7 +114,8 @@ def train_task(cfg: DictConfig) -> float | None:
     metrics = summary.metrics
     if rank_zero_only.rank != 0:  # DDP: only rank 0 reports
         return None
-    shown = ", ".join(f"{k}={specs.format_value(k, metrics[k])}" for k in specs.headline(metrics))
+    keys = specs.headline(metrics, monitor=cfg.monitor.get("metric"))
+    shown = ", ".join(f"{k}={specs.format_value(k, metrics[k])}" for k in keys) or "no metric reported"
     print(f"\n[dgm-lab] {summary.status} in {summary.wall_time_s:.0f}s: {shown}\n[dgm-lab] run folder: {summary.run_dir}")
     target = cfg.get("optimized_metric")
     if target:

@@ -72,9 +72,8 @@ class GAN(GenerativeModule):
             ``optimizer`` factory for one network (null keeps the factory's value): TTUR.
     """
 
-    # GAN losses do not rank checkpoints: the default keeps the newest. On 2-D mixtures,
-    # monitor.metric=val/modes_covered monitor.mode=max keeps the best-covering one instead.
-    default_monitor = ("val/generator_step", "max")
+    # GAN losses do not rank checkpoints: the run picks a sample-quality metric (dgm_lab.monitor).
+    default_monitor = (None, None)
 
     settings_class = GANConfig
 
