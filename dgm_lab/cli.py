@@ -4,6 +4,7 @@ on stderr with a non-zero exit."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 
@@ -45,7 +46,27 @@ def _fail(prog: str, message: str, code: int):
     sys.exit(code)
 
 
+class _DropLine(logging.Filter):
+    """Drops log records whose message contains ``text`` (advertisements, not information)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def quiet_third_party_logs() -> None:
+    """Lines other libraries print on every run that tell the user nothing: Lightning's litlogger
+    advertisement (from every Trainer) and alembic's database-migration chatter (Optuna trials)."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropLine("litlogger"))
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def hydra_main(config_name: str, task) -> None:
     """Run ``task`` (a function of the composed config) as the Hydra app of ``conf/<config_name>.yaml``."""
     register_resolvers()
+    quiet_third_party_logs()
     hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)()
