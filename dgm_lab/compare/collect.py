@@ -220,8 +220,12 @@ def merge_repeated(rows: dict[str, list[object]]) -> dict[str, list[object]]:
         fingerprint = repr(values)
         keys_by_values.setdefault(fingerprint, []).append(key)
         values_of.setdefault(fingerprint, values)
-    return {(keys[0] if len(keys) == 1 else f"{keys[0]} (= {', '.join(keys[1:])})"): values_of[fingerprint]
-            for fingerprint, keys in keys_by_values.items()}
+    rows = {}
+    for fingerprint, keys in keys_by_values.items():
+        name = min(keys, key=lambda k: (k.count("."), len(k), k))  # the top-level ``seed`` names the rest
+        others = [k for k in keys if k != name]
+        rows[f"{name} (= {', '.join(others)})" if others else name] = values_of[fingerprint]
+    return rows
 
 
 def _prefixes(flat: dict[str, object]) -> set[str]:
