@@ -217,7 +217,8 @@ def merge_repeated(rows: dict[str, list[object]]) -> dict[str, list[object]]:
     keys_by_values: dict[str, list[str]] = {}
     values_of: dict[str, list[object]] = {}
     for key, values in rows.items():
-        fingerprint = repr(values)
+        # a key some run lacks is its own row: "absent in the same runs" is no sign of one setting
+        fingerprint = repr(values) if all(v is not MISSING for v in values) else key
         keys_by_values.setdefault(fingerprint, []).append(key)
         values_of.setdefault(fingerprint, values)
     rows = {}

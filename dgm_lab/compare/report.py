@@ -106,8 +106,8 @@ def _section(dataset: str, runs: list[Run], colors: list[str], curve_metrics: li
 
 
 def rank_runs(runs: list[Run]) -> tuple[str, list[str]]:
-    """("<metric> <arrow>", rank text per run) by the monitored metric the runs share, in its
-    direction (the spec table, then the monitor's mode); no ranking ("", dashes) when the runs
+    """("<metric> <arrow>", rank text per run) by the monitored metric the runs share (the score of
+    each run's best checkpoint), in its direction (the spec table, then the monitor's mode); no ranking ("", dashes) when the runs
     monitor different metrics or one that does not rank (a loss, a counter)."""
     monitors = {run.monitor[0] for run in runs}
     metric = next(iter(monitors)) if len(monitors) == 1 else None
@@ -117,7 +117,7 @@ def rank_runs(runs: list[Run]) -> tuple[str, list[str]]:
         direction = specs.direction(metric, {} if known else {metric: runs[0].monitor[1]})
     if direction not in ("max", "min"):
         return "", ["—"] * len(runs)
-    values = [run.metrics.get(metric) for run in runs]
+    values = [_best_score(run, metric) for run in runs]
     finite = sorted({v for v in values if v is not None and math.isfinite(v)}, reverse=direction == "max")
     text = [f"{finite.index(v) + 1} of {len(finite)}" if v is not None and v in finite else "—" for v in values]
     return f"{metric} {ARROW[direction]}", text
@@ -175,6 +175,13 @@ def write_report(runs: list[Run], curve_metrics: list[str], html_path: Path) -> 
     return html_path, md_path
 
 
+def _best_score(run: Run, metric: str) -> float | None:
+    """The monitored metric of the run's best checkpoint (what its test numbers come from), else its last value."""
+    best = run.summary.get("best") or {}
+    score = best.get("score") if best.get("monitor") == metric else None
+    return float(score) if isinstance(score, int | float) else run.metrics.get(metric)
+
+
 def _run_row(run: Run, color: str, rank: str) -> dict:
     monitor = run.monitor[0]
     score = (run.summary.get("best") or {}).get("score")
@@ -221,7 +228,9 @@ def _fmt_config(value: object, limit: int = 0) -> str:
         text = ", ".join(f"{k}={_fmt_config(v)}" for k, v in value.items())
     elif isinstance(value, bool) or value is None:
         text = json.dumps(value)
-    elif isinstance(value, int | float):
+    elif isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e9):
+        text = str(int(value))  # counts and sizes in full: 10000, not 1e+04
+    elif isinstance(value, float):
         text = f"{value:.4g}" if math.isfinite(value) else str(value)
     elif isinstance(value, list):
         text = "[" + ", ".join(_fmt_config(v) for v in value) + "]"
