@@ -32,10 +32,29 @@ def instantiate(node, **kwargs):
 
 
 def _cause(error: InstantiationException) -> str:
-    """The underlying error of Hydra's message ("Error in call to target ...:\n<cause>\nfull_key: ..."),
-    which says what is wrong (a missing package, a bad argument), on one line."""
+    """What went wrong underneath Hydra's wrapper, on one line: the innermost exception of the
+    chain (a missing package as "<name> is not installed: pip install <name>"), else Hydra's own
+    message without its ``full_key:`` line."""
+    cause = error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    if cause is not error:
+        missing = _missing_package(cause)
+        if missing:
+            return f"{missing} is not installed: pip install {missing}"
+        text = "; ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+        return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
     lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip() and not line.startswith("full_key:")]
     return "; ".join(lines) or str(error).splitlines()[0]
+
+
+def _missing_package(cause: BaseException) -> str | None:
+    """The pip name of a missing optional package (TensorBoard's logger says it in words only)."""
+    if not isinstance(cause, ImportError):
+        return None
+    if "tensorboard" in str(cause).lower():
+        return "tensorboard"
+    return cause.name.split(".")[0] if getattr(cause, "name", None) else None
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
@@ -91,6 +110,8 @@ def build_loggers(cfg: DictConfig) -> list:
 
 def start_wandb(logger, node):
     """Start the W&B run now; if it cannot start (no network, bad key), fall back to offline."""
+    # Lightning passes anonymous=None, which today's wandb answers with a deprecation warning on every run
+    logger._wandb_init.pop("anonymous", None)
     try:
         logger.experiment  # noqa: B018 - forces wandb.init
         return logger
@@ -99,6 +120,7 @@ def start_wandb(logger, node):
         offline = OmegaConf.merge(node, {"mode": "offline"})
         try:
             logger = instantiate(offline)
+            logger._wandb_init.pop("anonymous", None)
             logger.experiment  # noqa: B018
             return logger
         except Exception as second:

@@ -4,6 +4,7 @@ on stderr with a non-zero exit."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 
@@ -13,6 +14,7 @@ from hydra.errors import HydraException
 from dgm_lab import help
 from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.errors import DivergedError, UserError
+from dgm_lab.interrupts import Interrupted
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
@@ -30,6 +32,8 @@ def reports_user_errors(prog: str):
                 _fail(prog, str(error), EXIT_USER_ERROR)
             except DivergedError as error:
                 _fail(prog, f"training diverged: {error}", EXIT_DIVERGED)
+            except Interrupted as error:
+                _stop(prog, str(error), error.exit_code)
 
         return run
 
@@ -42,6 +46,36 @@ def _fail(prog: str, message: str, code: int):
     if os.environ.get("DGM_RAISE"):  # tests and debugging: keep the exception
         raise
     sys.exit(code)
+
+
+class _DropLine(logging.Filter):
+    """Drops log records whose message contains ``text`` (advertisements, not information)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def quiet_third_party_logs() -> None:
+    """Lines other libraries print on every run that tell the user nothing: Lightning's litlogger
+    advertisement (from every Trainer) and alembic's database-migration chatter (Optuna trials)."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropLine("litlogger"))
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _stop(prog: str, message: str, code: int):
+    """The sentence, then exit at once: the interrupted command wrote nothing that needs closing,
+    and a normal interpreter shutdown (torch, Lightning, tqdm's threads) takes seconds on a busy machine."""
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    if os.environ.get("DGM_RAISE"):
+        raise
+    os._exit(code)
 
 
 def hydra_main(config_name: str, task) -> None:
@@ -57,4 +91,5 @@ def hydra_main(config_name: str, task) -> None:
             _fail(f"dgm-{config_name}", " ".join(str(error).split()), EXIT_USER_ERROR)
         sys.stdout.write(text)
         return
+    quiet_third_party_logs()
     hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)()

@@ -3,9 +3,12 @@
     dgm-eval ckpt_path=outputs/vae/<run>                 # best checkpoint of a run, test split
     dgm-eval ckpt_path=<file.ckpt> eval.iwae_k=5000 split=val
     dgm-eval ckpt_path=outputs/vae/<run> metrics=[fid,is,kid,prc] likelihood=false   # sample quality
-    dgm-eval images=<folder or .npz> data=mnist metrics=lenet                          # saved samples
+    dgm-eval images=<folder or .npz> data=mnist metrics=lenet   # saved samples -> outputs/eval/<name>-<id>/eval.json
     dgm-eval ckpt_path=<run> likelihood=false metrics=inception metrics.inception_weights=<file> \
         metrics.num_samples=50000 metrics.num_real=50000 split=train                   # the papers' protocol
+
+Every long loop shows a progress bar (Lightning's batches, then IWAE chunks, AIS temperatures,
+feature extraction); SIGTERM or Ctrl-C stops it at once with one sentence (exit 128 + signal).
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 from dgm_lab.cli import hydra_main, reports_user_errors
+from dgm_lab.config import new_run_id
 from dgm_lab.errors import ConfigError
+from dgm_lab.interrupts import stop_on_signals
 from dgm_lab.metrics import specs
 from dgm_lab.run_folder import EVAL_RECORD, RunFolder, scalar_metrics
 
@@ -47,8 +53,10 @@ def evaluate(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, verbose=False)
     rebuilt = rebuild(checkpoint, data_dir=cfg.paths.data_dir, evaluation=OmegaConf.to_container(cfg.eval, resolve=True))
     datamodule, model = rebuilt.datamodule, rebuilt.model
+    # Lightning's tqdm bar, as in training (its default would be Rich's when rich is installed)
+    bars = [TQDMProgressBar()] if cfg.progress_bar else []
     trainer = pl.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, enable_progress_bar=cfg.progress_bar)
+                         enable_model_summary=False, enable_progress_bar=cfg.progress_bar, callbacks=bars)
     run_split = trainer.test if cfg.split == "test" else trainer.validate
     results = run_split(model, datamodule=datamodule, verbose=False) if cfg.get("likelihood", True) else []
     record = {
@@ -80,8 +88,13 @@ def _evaluate_images(cfg: DictConfig, settings, started: float) -> dict:
                                        source={"source": str(Path(cfg.images).resolve())})
     record = {"images": str(Path(cfg.images).resolve()), "split": cfg.split, "seed": cfg.seed,
               "metrics": scores, "sample_quality": quality, "wall_time_s": round(time.time() - started, 2)}
-    path = Path(cfg.images).resolve()
-    return _write(record, Path(cfg.output) if cfg.output else (path if path.is_dir() else path.parent) / EVAL_RECORD)
+    return _write(record, Path(cfg.output) if cfg.output else images_record_path(cfg))
+
+
+def images_record_path(cfg: DictConfig) -> Path:
+    """``<paths.log_dir>/eval/<images name>-<run id>/eval.json``: never inside the scored folder
+    (often a shared dataset), never over an earlier record."""
+    return Path(cfg.paths.log_dir) / "eval" / f"{Path(cfg.images).resolve().stem}-{new_run_id()}" / EVAL_RECORD
 
 
 def _write(record: dict, out: Path) -> dict:
@@ -93,7 +106,8 @@ def _write(record: dict, out: Path) -> dict:
 
 @reports_user_errors("dgm-eval")
 def eval_task(cfg: DictConfig) -> None:
-    record = evaluate(cfg)
+    with stop_on_signals(f"evaluating {cfg.get('ckpt_path') or cfg.get('images')}"):
+        record = evaluate(cfg)
     shown = ", ".join(f"{k}={specs.format_value(k, v)}" for k, v in record["metrics"].items())
     print(f"[dgm-eval] {shown}\n[dgm-eval] wrote {record['path']}")
 

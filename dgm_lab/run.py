@@ -14,9 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from dgm_lab import builders, run_lock
@@ -24,6 +23,7 @@ from dgm_lab.checkpoints import load_checkpoint
 from dgm_lab.config import validate
 from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.errors import CheckpointError, ConfigError, DivergedError
+from dgm_lab.monitor import fill_monitor
 from dgm_lab.run_folder import RunFolder, Summary, scalar_metrics
 
 log = logging.getLogger("dgm_lab")
@@ -66,9 +66,12 @@ def _train(cfg: DictConfig, folder: RunFolder, ckpt_path: str | None) -> Summary
 
     datamodule = builders.build_datamodule(cfg)
     builders.fill_data_fields(cfg, datamodule)
-    _fill_monitor(cfg)
+    fill_monitor(cfg, datamodule)
     OmegaConf.resolve(cfg)  # one resolution: run ids and paths are fixed from here on
     _save_resolved(cfg, folder)
+    log.info("%s on %s, best checkpoint by %s; run folder %s", cfg.model._target_.rpartition(".")[2],
+             getattr(datamodule, "name", type(datamodule).__name__),
+             f"{cfg.monitor.metric} ({cfg.monitor.mode})" if cfg.monitor.metric else "nothing (the newest)", folder.path)
 
     summary = Summary(seed=cfg.seed, run_dir=str(folder.path), data=_data_record(datamodule))
     trainer = model = None
@@ -132,24 +135,21 @@ def _diagnostics(model, callbacks: list) -> dict:
 def _fit_timing(seconds: float, model) -> dict:
     """Training throughput for comparing runs (DDP vs one process, presets): one iteration is one
     optimizer step, or one generator iteration for GANs, whose global_step counts every optimizer.
-    The fit time includes validation and checkpointing; a resumed run counts from its checkpoint."""
+    ``ms_per_iteration`` counts training only: the time inside validation loops (with the sample
+    grids, sample-quality scores and checkpoints written there) is ``validation_s``, left out of it.
+    A resumed run counts from its checkpoint."""
     iterations = model.training_iterations - getattr(model, "iterations_at_fit_start", 0)
-    timing = {"fit_s": round(seconds, 2), "iterations": int(iterations)}
+    validation = min(seconds, getattr(model, "validation_seconds", 0.0))
+    timing = {"fit_s": round(seconds, 2), "validation_s": round(validation, 2), "iterations": int(iterations)}
     if iterations > 0:
-        timing["ms_per_iteration"] = round(1000 * seconds / iterations, 3)
+        timing["ms_per_iteration"] = round(1000 * (seconds - validation) / iterations, 3)
     return timing
 
 
-def _fill_monitor(cfg: DictConfig) -> None:
-    """``monitor.metric: null`` means the model class's own default (``default_monitor``)."""
-    with open_dict(cfg):
-        if cfg.monitor.metric is None:
-            model_class = hydra.utils.get_class(cfg.model._target_)
-            cfg.monitor.metric, cfg.monitor.mode = model_class.default_monitor
-
-
 def _save_resolved(cfg: DictConfig, folder: RunFolder) -> None:
-    if not folder.config.exists():  # a resumed run keeps the config it started with
+    """config.yaml: written once by a fresh run; a resume rewrites it with the settings it applied
+    (listed under ``resumed``), so the file always says how the run's checkpoints were trained."""
+    if cfg.get("resume") or not folder.config.exists():
         OmegaConf.save(cfg, folder.config, resolve=True)
 
 

@@ -24,10 +24,10 @@ class EvaluationSettings:
         ais_num_runs: independent AIS runs; their spread gives the error bar (at least 2).
     """
 
-    iwae_k: int = 5000
+    iwae_k: int = 200
     iwae_batch: int = 50000
-    ais_num_betas: int = 14500
-    ais_num_runs: int = 100
+    ais_num_betas: int = 1000
+    ais_num_runs: int = 20
 
     def __post_init__(self):
         require(_positive_int(self.iwae_k), f"eval.iwae_k must be a positive integer, got eval.iwae_k={self.iwae_k!r}.")

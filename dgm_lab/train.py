@@ -9,6 +9,7 @@ Examples::
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import os
@@ -39,6 +40,11 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     with open_dict(merged):
         merged.resume = cfg.resume
         merged.allow_targets = cfg.get("allow_targets")  # the command line's, never the saved file's
+        if "evaluation" in merged.model:  # the model's copy of the eval block was resolved when saved
+            merged.model.evaluation = OmegaConf.to_container(merged.eval)
+        # config.yaml is rewritten with these settings; the history says which came from which resume
+        stamp = datetime.datetime.now().isoformat(timespec="seconds")
+        merged.resumed = [*(merged.get("resumed") or []), {"at": stamp, "overrides": list(overrides)}]
     return merged
 
 
@@ -118,8 +124,11 @@ def train_task(cfg: DictConfig) -> float | None:
     metrics = summary.metrics
     if rank_zero_only.rank != 0:  # DDP: only rank 0 reports
         return None
-    shown = ", ".join(f"{k}={specs.format_value(k, metrics[k])}" for k in specs.headline(metrics))
-    print(f"\n[dgm-lab] {summary.status} in {summary.wall_time_s:.0f}s: {shown}\n[dgm-lab] run folder: {summary.run_dir}")
+    keys = specs.headline(metrics, monitor=cfg.monitor.get("metric"))
+    shown = ", ".join(f"{k}={specs.format_value(k, metrics[k])}" for k in keys) or "no metric reported"
+    closing = f"[dgm-lab] {summary.status} in {summary.wall_time_s:.0f}s: {shown}\n[dgm-lab] run folder: {summary.run_dir}"
+    print(f"\n{closing}")
+    _to_log_files(closing)
     target = cfg.get("optimized_metric")
     if target:
         value = metrics.get(target)
@@ -128,6 +137,14 @@ def train_task(cfg: DictConfig) -> float | None:
                               f"the run logged: {', '.join(sorted(metrics))}.")
         return value
     return None
+
+
+def _to_log_files(text: str) -> None:
+    """The closing lines into the run's train.log too (Hydra's file handler), not twice on the console."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.stream.write(text + "\n")
+            handler.flush()
 
 
 def main() -> None:

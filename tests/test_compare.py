@@ -25,6 +25,7 @@ TRAIN = [o for o in FAST if not o.startswith("trainer.max_epochs")] + [
 # Three jobs that differ in latent_dim, beta and seed; laid out like a sweep (numbered folders).
 JOBS = [["model.latent_dim=8"], ["model.latent_dim=4", "model.beta=2"], ["model.latent_dim=4", "seed=1"]]
 KINDS = ("samples", "reconstructions", "interpolations")
+LABELS = ["model.latent_dim=8", "model.beta=2 model.latent_dim=4", "model.latent_dim=4 seed=1"]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -75,8 +76,9 @@ def md_row(md: str, first_cell: str) -> list[str]:
 def test_markdown_shows_config_differences_without_per_run_noise(report):
     md = report["md"]
     assert md_row(md, "`model.latent_dim`") == ["8", "4", "4"]
-    assert md_row(md, "`model.beta`") == ["1.0", "2", "1.0"]
-    assert md_row(md, "`seed`") == ["0", "0", "1"]
+    assert md_row(md, "`model.beta`") == ["1", "2", "1"]  # one number format: 1 and 1.0 alike
+    seed_rows = [line for line in md.splitlines() if line.startswith("| `seed")]
+    assert len(seed_rows) == 1 and seed_rows[0].endswith("| 0 | 0 | 1 |")  # one row, however many keys hold it
     # Folders, W&B ids and paths differ per run but say nothing about the experiment.
     for noise in ("paths.", "default_root_dir", "dirpath", "hydra", "run_dir"):
         assert noise not in md.split("## Config differences")[1].split("## Final metrics")[0], noise
@@ -90,8 +92,8 @@ def test_markdown_metrics_match_summaries_and_bold_the_best(report):
     assert [c.startswith("**") for c in cells] == [v == max(elbo) for v in elbo]  # higher ELBO wins
     nll = [s["metrics"]["test/nll_iwae"] for s in summaries]
     assert [c.startswith("**") for c in md_row(md, "test/nll_iwae ↓")] == [v == min(nll) for v in nll]
-    assert md_row(md, "0")[:2] == ["completed", "0"] and md_row(md, "2")[:2] == ["completed", "1"]
-    assert md_row(md, "1")[2] == f"{summaries[1]['wall_time_s']:.1f}"  # wall time
+    assert md_row(md, LABELS[0])[:2] == ["completed", "0"] and md_row(md, LABELS[2])[:2] == ["completed", "1"]
+    assert md_row(md, LABELS[1])[2] == f"{summaries[1]['wall_time_s']:.1f}"  # wall time
 
 
 def test_report_embeds_latest_grids_and_one_curve_per_run_and_metric(report):
@@ -108,7 +110,7 @@ def test_report_embeds_latest_grids_and_one_curve_per_run_and_metric(report):
 
 def test_run_folders_and_globs_give_the_same_runs_as_the_sweep(sweep):
     runs = collect_runs([str(sweep / "0"), str(sweep / "[12]"), str(sweep / "1")])  # 1 named twice
-    assert [run.label for run in runs] == ["0", "1", "2"]
+    assert [run.label for run in runs] == LABELS  # jobs are named by the overrides that differ
     assert [run.config["model"]["latent_dim"] for run in runs] == [8, 4, 4]
     assert {"val/elbo", "train/loss"} <= set(runs[0].curves)
 
@@ -217,8 +219,8 @@ def test_report_renders_offline_in_chromium(report, tmp_path):
                 loaded: Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length,
             })""")
             # The legend script works: clicking a run hides its curves in every chart.
-            page.click(".legend span[data-run='0']")
-            hidden = page.evaluate("document.querySelectorAll('svg .series.hidden[data-run=\"0\"]').length")
+            page.click(f".legend span[data-run='{LABELS[0]}']")
+            hidden = page.evaluate(f"document.querySelectorAll('svg .series.hidden[data-run=\"{LABELS[0]}\"]').length")
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         finally:
             browser.close()
@@ -285,3 +287,48 @@ def test_hostile_run_folders_are_escaped_in_html_and_markdown_and_never_built(tm
     assert "| `pipe` | p\\|q 0 | p\\|q 1 |" in md  # the escaped | splits no cell
     assert "![\\<i\\>grid\\](javascript:x) .png](runs/0/samples/%3Ci%3Egrid%5D%28javascript%3Ax%29%20.png)" in md
     assert not marker.exists()
+
+
+def _fake_run(folder: Path, dataset: str, metrics: dict, monitor: tuple[str, str], overrides: list[str],
+              lr: float, seed: int) -> None:
+    """A run folder as dgm-train leaves it, as far as dgm-compare reads it."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(json.dumps([*overrides, f"hydra.run.dir={folder}"]))
+    config = {"seed": seed, "metrics": {"seed": seed}, "optimizer": {"lr": lr}, "data": {"_target_": f"x.{dataset}"},
+              "monitor": {"metric": monitor[0], "mode": monitor[1]}}
+    (folder / "summary.json").write_text(json.dumps({
+        "status": "completed", "metrics": metrics, "seed": seed, "data": {"name": dataset}, "config": config,
+        "best": {"monitor": monitor[0], "mode": monitor[1], "score": metrics[monitor[0]]}}))
+
+
+def test_runs_on_different_datasets_are_warned_about_and_never_ranked_together(tmp_path):
+    elbo = ("val/elbo", "max")
+    _fake_run(tmp_path / "a", "digits", {"val/elbo": -28.5, "train/loss": 30.0}, elbo, ["model.beta=1"], 3.141592653589793e-4, 0)
+    _fake_run(tmp_path / "b", "digits", {"val/elbo": -30.25, "train/loss": 29.0}, elbo, ["model.beta=2"], 1e-3, 1)
+    _fake_run(tmp_path / "c", "mnist", {"val/elbo": -203.0, "train/loss": 210.0}, elbo, ["model.beta=4"], 1e-3, 1)
+    out = tmp_path / "report" / "mixed.html"
+    result = compare(str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    md, html = out.with_suffix(".md").read_text(), out.read_text()
+    assert "**Warning:** These runs use 2 datasets: digits (2 runs), mnist (1 run)" in md and 'id="warning"' in html
+    digits, mnist = md.split("## Final metrics: digits")[1].split("## Final metrics: mnist")
+    assert md_row(digits, "val/elbo ↑") == ["**-28.5**", "-30.25"]  # ranked within digits only
+    assert md_row(mnist, "val/elbo ↑") == ["-203"]  # alone on its dataset: nothing to beat
+    assert md_row(digits, "train/loss ↓") == ["30", "**29**"]  # highlighted within its dataset only
+    ranks = {label: md_row(md, label)[5] for label in ("model.beta=1", "model.beta=2", "model.beta=4")}
+    assert ranks == {"model.beta=1": "1 of 2", "model.beta=2": "2 of 2", "model.beta=4": "1 of 1"}
+    assert md_row(md, "`optimizer.lr`") == ["0.0003142", "0.001", "0.001"]  # four significant digits
+    assert md_row(md, "`seed (= metrics.seed)`") == ["0", "1", "1"]
+
+
+def test_gan_runs_rank_by_their_quality_metric_not_by_losses_or_counters(tmp_path):
+    fid = ("val/fid_lenet", "min")
+    for name, score, d_loss, steps in (("g1", 40.0, 0.1, 500), ("g2", 25.0, 0.9, 100)):
+        _fake_run(tmp_path / name, "mnist", {"val/fid_lenet": score, "train/d_loss": d_loss,
+                                             "val/generator_step": steps}, fid, [f"model.n_critic={steps}"], 2e-4, 0)
+    out = tmp_path / "gan.html"
+    assert compare(str(tmp_path / "g1"), str(tmp_path / "g2"), "--out", str(out)).returncode == 0
+    md = out.with_suffix(".md").read_text()
+    assert md_row(md, "val/fid_lenet ↓") == ["40", "**25**"]
+    assert md_row(md, "train/d_loss") == ["0.1", "0.9"] and md_row(md, "val/generator_step") == ["500", "100"]
+    assert md_row(md, "model.n_critic=100")[5] == "1 of 2" and "Ranked by val/fid_lenet ↓" in md

@@ -119,8 +119,10 @@ def test_a_plug_in_is_scored_keyed_cached_and_recorded_like_a_built_in(tmp_path)
                              quality.extractor, data)
     assert "registered_specs" not in fid_only.evaluate("val", images=images)[1]  # built-in rows need no record
     _, cache = quality.reference("val")
-    assert cache["key"]["layers"] == ["features", "logits"]  # the logits are part of what is cached
-    assert reference_layers(build_feature_metrics(Settings(compute={"fid": True})), quality.extractor) == ["features"]
+    # the logits are part of what is cached, beside the built-ins' layers (precision/recall: preactivations)
+    assert cache["key"]["layers"] == ["features", "logits", "preactivations"]
+    assert reference_layers(build_feature_metrics(Settings(compute={"fid": True})), quality.extractor) == [
+        "features", "preactivations"]
     assert specs.direction("val/mean_gap_lenet") == "min" and specs.format_value("val/mean_gap_lenet", 1.23456) == "1.235"
 
 

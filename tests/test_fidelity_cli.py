@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,9 +108,12 @@ def test_dgm_eval_scores_saved_images_and_folders_read_like_npz(tmp_path, cache)
         Image.fromarray(image[..., 0]).save(folder / f"{i:04d}.png")
     assert torch.equal(load_image_files(folder), load_image_files(tmp_path / "samples.npz"))
 
-    result = run_cli("dgm-eval", f"images={tmp_path / 'samples.npz'}", "data=digits", "metrics=[fid,prc]", cache)
+    result = run_cli("dgm-eval", f"images={tmp_path / 'samples.npz'}", "data=digits", "metrics=[fid,prc]", cache,
+                     f"paths.log_dir={tmp_path / 'outputs'}")
     assert result.returncode == 0, result.stderr[-2000:]
-    record = json.loads((tmp_path / "eval.json").read_text())
+    written = Path(result.stdout.rpartition("wrote ")[2].strip())  # outputs/eval/samples-<id>/, not beside the npz
+    assert written.parent.parent == tmp_path / "outputs" / "eval" and not (tmp_path / "eval.json").exists()
+    record = json.loads(written.read_text())
     protocol = record["sample_quality"]["protocol"]
     assert record["metrics"]["test/fid_lenet"] > 0 and 0 < record["metrics"]["test/recall_lenet"] <= 1
     assert protocol["num_generated"] == 300 and protocol["generated"]["source"].endswith("samples.npz")

@@ -57,7 +57,7 @@ def test_projection_discriminator_depends_on_the_label():
 
 
 def test_ema_update_is_the_moving_average():
-    gan = make_gan(ema={"enabled": True, "decay": 0.9, "start_step": 1})
+    gan = make_gan(ema={"enabled": True, "decay": 0.9, "start_step": 1, "warmup": False})
     old = [p.clone() for p in gan.generator_ema.parameters()]
     with torch.no_grad():
         for p in gan.generator.parameters():
@@ -75,6 +75,22 @@ def test_ema_update_is_the_moving_average():
         expected = 0.9 * (before + 1.0) + 0.1 * raw  # ema after the copy was before + 1
         assert torch.allclose(ema, expected, atol=1e-6)
         assert not ema.requires_grad
+
+
+def test_ema_warmup_caps_the_decay_early_and_reaches_the_configured_decay():
+    gan = make_gan(ema={"enabled": True, "decay": 0.999})
+    decays = {}
+    for step in (1, 10, 100, 1000, 10000, 20000):
+        gan.generator_steps = step
+        decays[step] = gan.current_ema_decay()
+    assert decays[1] == 2 / 11 and decays[10] == 11 / 20 and decays[100] == 101 / 110  # (1 + t) / (10 + t)
+    assert decays[10000] == decays[20000] == 0.999  # the warm-up ends where it passes the configured decay
+    # after 300 iterations, the initial weights' share of the average, prod of the decays, is negligible
+    share = 1.0
+    for step in range(1, 301):
+        gan.generator_steps = step
+        share *= gan.current_ema_decay()
+    assert share < 1e-3, share  # without warm-up: 0.999 ** 300 = 0.74
 
 
 def test_sampling_uses_ema_weights_unless_told_otherwise():

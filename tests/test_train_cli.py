@@ -27,7 +27,9 @@ def test_model_trains_end_to_end(tmp_path, model):
     assert summary["config"]["model"]["data_shape"] == [1, 8, 8]
     timing = summary["timing"]
     assert timing["iterations"] == summary["global_step"] > 0
-    assert timing["ms_per_iteration"] == pytest.approx(1000 * timing["fit_s"] / timing["iterations"], rel=0.02)  # fit_s is rounded
+    training_s = timing["fit_s"] - timing["validation_s"]  # ms_per_iteration leaves validation (grids, checkpoints) out
+    assert 0 < timing["validation_s"] < timing["fit_s"]
+    assert timing["ms_per_iteration"] == pytest.approx(1000 * training_s / timing["iterations"], rel=0.05)  # rounded
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert summary["best"]["monitor"] == "val/elbo" and (run / summary["best"]["checkpoint"]).exists()
     for kind in ("samples", "reconstructions", "interpolations"):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
-from torchvision.utils import save_image
 
 from dgm_lab.callbacks.media import log_images
 from dgm_lab.data.contract import InMemoryImageData
+from dgm_lab.grids import save_grid, when
 from dgm_lab.models.contract import Interpolates, Reconstructs
 from dgm_lab.run_folder import RunFolder
 
@@ -62,9 +62,20 @@ class ImageSamples(pl.Callback):
         for kind, grid in grids.items():
             nrow = self.interpolation_steps if kind == "interpolations" else int(math.sqrt(self.num_samples)) or 8
             path = folder / f"{kind}_{tag}.png"
-            save_image(grid.float().clamp(0, 1).cpu(), path, nrow=nrow)
+            save_grid(grid, path, nrow=nrow, caption=self._caption(kind, tag, len(grid), nrow))
             self.written.append(str(path))
             log_images(trainer, f"samples/{kind}", [path])
+
+    @staticmethod
+    def _caption(kind: str, tag: str, count: int, nrow: int) -> str:
+        """What the rows of a grid are (``tag``: epoch0003 / step0000100)."""
+        at = when(tag)
+        if kind == "reconstructions":
+            half = math.ceil(count / 2 / nrow)
+            return f"{at}: rows 1-{half} validation images, rows {half + 1}-{2 * half} their reconstructions"
+        if kind == "interpolations":
+            return f"{at}: each row decodes a straight line in latent space between two validation images"
+        return f"{at}: {count} samples from fixed noise"
 
     def _fixed_images(self, trainer, pl_module):
         """The first validation images (reconstruction and interpolation grids), when the data can give them."""

@@ -9,9 +9,9 @@ import math
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
-from torchvision.utils import save_image
 
 from dgm_lab.callbacks.media import log_images
+from dgm_lab.grids import save_grid, when
 from dgm_lab.models.contract import HasWeightFilters
 from dgm_lab.run_folder import RunFolder
 
@@ -42,6 +42,7 @@ class WeightFilters(pl.Callback):
         folder.mkdir(parents=True, exist_ok=True)
         filters = pl_module.weight_filters()[: self.num_filters]
         path = folder / f"filters_{tag}.png"
-        save_image(filters, path, nrow=max(1, int(math.sqrt(len(filters)))), padding=1)
+        save_grid(filters, path, nrow=max(1, int(math.sqrt(len(filters)))),
+                  caption=f"{when(tag)}: incoming weights of {len(filters)} hidden units")
         self.written.append(str(path))
         log_images(trainer, "samples/filters", [path])

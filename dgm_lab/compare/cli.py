@@ -26,9 +26,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog=PROG,
         description="Compare dgm-train runs: config differences, final metrics, learning curves and "
                     "the latest sample grids, in one offline HTML file plus a markdown table next to it.",
-        epilog="Best values are highlighted by metric name: elbo, acc, modes_covered, high_quality, loglik, is "
-               "are higher-is-better; nll, bpd, fid, kid, loss, error are lower-is-better (the last such word "
-               "in the name decides); other names follow the mode of runs that monitor them.",
+        epilog="Best values are highlighted in the direction of dgm_lab/metrics/specs.py (losses and counters "
+               "never); runs on different datasets get separate sections and are never ranked together; within "
+               "a dataset runs are ranked by the metric that picked their checkpoints; sweep jobs are labelled "
+               "by the overrides that differ between them.",
     )
     parser.add_argument("folders", nargs="+", metavar="FOLDER",
                         help="run folders or sweep folders (dgm-train -m); globs allowed, quote them")

@@ -17,7 +17,7 @@ import yaml
 
 from dgm_lab.errors import UserError
 from dgm_lab.metrics import specs
-from dgm_lab.run_folder import MARKERS, RunFolder
+from dgm_lab.run_folder import HYDRA, MARKERS, RunFolder
 
 
 class NotARunFolderError(UserError):
@@ -44,6 +44,7 @@ class Run:
     config: dict = field(default_factory=dict)
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # metric -> (step, value)
     samples: dict[str, Path] = field(default_factory=dict)  # kind -> latest grid
+    overrides: list[str] = field(default_factory=list)  # the command-line overrides (.hydra/overrides.yaml)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -52,6 +53,15 @@ class Run:
     @property
     def status(self) -> str:
         return str(self.summary.get("status", "unknown"))
+
+    @property
+    def dataset(self) -> str:
+        """The data the run was trained and scored on: runs on different data never rank together."""
+        name = (self.summary.get("data") or {}).get("name")
+        if name:
+            return str(name)
+        target = str((self.config.get("data") or {}).get("_target_") or "")
+        return target.rpartition(".")[2] or "unknown data"
 
     @property
     def monitor(self) -> tuple[str | None, str | None]:
@@ -71,9 +81,33 @@ def collect_runs(patterns: list[str]) -> list[Run]:
             folders.extend(_run_folders(folder))
     unique = list(dict.fromkeys(f.resolve() for f in folders))  # a run named twice is shown once
     runs = [read_run(folder) for folder in unique]
-    for run, label in zip(runs, short_labels([r.path for r in runs]), strict=True):
+    for run, label in zip(runs, run_labels(runs), strict=True):
         run.label = label
     return runs
+
+
+def run_labels(runs: list[Run]) -> list[str]:
+    """Each run named by the command-line overrides that differ between the runs
+    (``model.beta=2 seed=1``), as a sweep's jobs are best told apart; the shortest distinct path
+    ends (``sweep/0``) when the overrides do not tell them apart."""
+    paths = short_labels([run.path for run in runs])
+    if len(runs) < 2:
+        return paths
+    given = [dict(o.lstrip("+~").split("=", 1) for o in run.overrides if "=" in o) for run in runs]
+    keys = sorted(k for k in set().union(*given) if len({g.get(k) for g in given}) > 1)
+    if not keys:
+        return paths
+    labels = [" ".join(f"{k}={g[k]}" for k in keys if k in g) or "(defaults)" for g in given]
+    if len(set(labels)) == len(labels):
+        return labels
+    return [f"{path}: {label}" for path, label in zip(paths, labels, strict=True)]
+
+
+def read_overrides(folder: Path) -> list[str]:
+    """The overrides the run was started with, from Hydra's record, without per-run paths
+    (``hydra.*``: the run folder) that differ for every run."""
+    loaded = _read_yaml_list(folder / HYDRA / "overrides.yaml")
+    return [o for o in loaded if isinstance(o, str) and not o.lstrip("+~").startswith(("hydra.", "hydra/", "paths."))]
 
 
 def read_run(folder: Path) -> Run:
@@ -89,6 +123,7 @@ def read_run(folder: Path) -> Run:
     run.config = run.summary.get("config") or _read_yaml(files.config)
     run.curves = read_curves(files.metrics_csv)
     run.samples = latest_samples(files.samples)
+    run.overrides = read_overrides(folder)
     return run
 
 
@@ -172,6 +207,25 @@ def config_differences(runs: list[Run]) -> dict[str, list[object]]:
         elif section not in rows:
             rows[section] = [{k[len(section) + 1:]: v for k, v in flat.items() if k.startswith(f"{section}.")}
                              or MISSING for flat in flats]
+    return merge_repeated(rows)
+
+
+def merge_repeated(rows: dict[str, list[object]]) -> dict[str, list[object]]:
+    """One row per setting that the config repeats under several keys with the same values in
+    every run (``seed``, ``metrics.seed``, ``callbacks.image_samples.seed``): the first key names
+    the others, ``seed (= metrics.seed, ...)``."""
+    keys_by_values: dict[str, list[str]] = {}
+    values_of: dict[str, list[object]] = {}
+    for key, values in rows.items():
+        # a key some run lacks is its own row: "absent in the same runs" is no sign of one setting
+        fingerprint = repr(values) if all(v is not MISSING for v in values) else key
+        keys_by_values.setdefault(fingerprint, []).append(key)
+        values_of.setdefault(fingerprint, values)
+    rows = {}
+    for fingerprint, keys in keys_by_values.items():
+        name = min(keys, key=lambda k: (k.count("."), len(k), k))  # the top-level ``seed`` names the rest
+        others = [k for k in keys if k != name]
+        rows[f"{name} (= {', '.join(others)})" if others else name] = values_of[fingerprint]
     return rows
 
 
@@ -250,6 +304,14 @@ def _read_yaml(path: Path) -> dict:
     except yaml.YAMLError as error:
         raise NotARunFolderError(f"{path} is not valid YAML ({error}).") from None
     return loaded if isinstance(loaded, dict) else {}
+
+
+def _read_yaml_list(path: Path) -> list:
+    try:
+        loaded = yaml.safe_load(path.read_text()) if path.exists() else []
+    except yaml.YAMLError:
+        return []
+    return loaded if isinstance(loaded, list) else []
 
 
 def _float(cell: str | None) -> float | None:

@@ -8,6 +8,10 @@ Best-value rule, per metric: the direction in the metric-spec table (``dgm_lab.m
 metrics that do not rank runs (adversarial losses, counters, spreads) are never highlighted. A
 name the table does not know falls back to its name hints (``val/my_nll`` -> lower), then to the
 ``mode`` of runs that monitor it; otherwise nothing is highlighted.
+
+Runs on different datasets are never compared: metrics, ranks and curves come in one section
+per dataset, and the page says so at the top. Within a dataset the runs are ranked by the metric
+their best checkpoints were chosen by (when they share it and it ranks: never a loss or counter).
 """
 
 from __future__ import annotations
@@ -51,6 +55,38 @@ def default_curve_metrics(runs: list[Run]) -> list[str]:
 
 def build_context(runs: list[Run], curve_metrics: list[str], out_dir: Path) -> dict:
     """Everything both renderers show, as plain strings and numbers."""
+    colors = [plot.run_color(i) for i in range(len(runs))]
+    groups: dict[str, list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault(run.dataset, []).append(i)
+    sections = [_section(dataset, [runs[i] for i in members], [colors[i] for i in members], curve_metrics)
+                for dataset, members in groups.items()]
+    ranks = {i: rank for section, members in zip(sections, groups.values(), strict=True)
+             for i, rank in zip(members, section.pop("ranks"), strict=True)}
+    warning = ""
+    if len(groups) > 1:
+        counts = ", ".join(f"{name} ({len(members)} run{'s' if len(members) != 1 else ''})"
+                           for name, members in groups.items())
+        warning = (f"These runs use {len(groups)} datasets: {counts}. Numbers from different datasets are not "
+                   "comparable, so each dataset has its own metrics table, ranking and curves below.")
+    kinds = list(dict.fromkeys(kind for run in runs for kind in run.samples))
+    return {
+        "title": f"dgm-compare: {len(runs)} run{'s' if len(runs) != 1 else ''}",
+        "generated": dt.datetime.now().isoformat(timespec="seconds"),
+        "warning": warning,
+        "runs": [_run_row(run, colors[i], ranks[i]) for i, run in enumerate(runs)],
+        "config_rows": [{"key": key, "cells": [{"text": _fmt_config(v, limit=40), "full": _fmt_config(v)} for v in values]}
+                        for key, values in config_differences(runs).items()],
+        "sections": sections,
+        "kinds": kinds,
+        "samples": [{"label": run.label, "color": color,
+                     "cells": [_sample_cell(run.samples.get(kind), out_dir) for kind in kinds]}
+                    for run, color in zip(runs, colors, strict=True)],
+    }
+
+
+def _section(dataset: str, runs: list[Run], colors: list[str], curve_metrics: list[str]) -> dict:
+    """The metrics table, ranking and curves of the runs on one dataset."""
     monitor_modes = {m: mode for m, mode in (run.monitor for run in runs) if m and mode}
     names = sorted(set().union(*(run.metrics for run in runs)), key=_metric_order)
     metric_rows = []
@@ -60,35 +96,42 @@ def build_context(runs: list[Run], curve_metrics: list[str], out_dir: Path) -> d
         best = best_indices(values, direction)
         metric_rows.append({"name": name, "arrow": ARROW[direction],
                             "cells": [{"text": _fmt_metric(v), "best": i in best} for i, v in enumerate(values)]})
-    colors = [plot.run_color(i) for i in range(len(runs))]
     charts = []
     for metric in curve_metrics:
         series = [(run.label, color, run.curves.get(metric, [])) for run, color in zip(runs, colors, strict=True)]
-        svg = plot.line_chart(metric, series)
         missing = [run.label for run in runs if not run.curves.get(metric)]
-        charts.append({"metric": metric, "svg": svg, "missing": missing})
-    kinds = list(dict.fromkeys(kind for run in runs for kind in run.samples))
-    return {
-        "title": f"dgm-compare: {len(runs)} run{'s' if len(runs) != 1 else ''}",
-        "generated": dt.datetime.now().isoformat(timespec="seconds"),
-        "runs": [_run_row(run, color) for run, color in zip(runs, colors, strict=True)],
-        "config_rows": [{"key": key, "cells": [{"text": _fmt_config(v, limit=90), "full": _fmt_config(v)} for v in values]}
-                        for key, values in config_differences(runs).items()],
-        "metric_rows": metric_rows,
-        "charts": charts,
-        "kinds": kinds,
-        "samples": [{"label": run.label, "color": color,
-                     "cells": [_sample_cell(run.samples.get(kind), out_dir) for kind in kinds]}
-                    for run, color in zip(runs, colors, strict=True)],
-    }
+        if len(missing) < len(runs):  # a dataset's runs that never logged a metric get no empty chart
+            charts.append({"metric": metric, "svg": plot.line_chart(metric, series), "missing": missing})
+    ranked_by, ranks = rank_runs(runs)
+    return {"dataset": dataset, "labels": [run.label for run in runs], "metric_rows": metric_rows, "charts": charts,
+            "ranked_by": ranked_by, "ranks": ranks}
+
+
+def rank_runs(runs: list[Run]) -> tuple[str, list[str]]:
+    """("<metric> <arrow>", rank text per run) by the monitored metric the runs share (the score of
+    each run's best checkpoint), in its direction (the spec table, then the monitor's mode); no ranking ("", dashes) when the runs
+    monitor different metrics or one that does not rank (a loss, a counter)."""
+    monitors = {run.monitor[0] for run in runs}
+    metric = next(iter(monitors)) if len(monitors) == 1 else None
+    direction = None
+    if metric:
+        known = specs.parse(metric).spec is not None
+        direction = specs.direction(metric, {} if known else {metric: runs[0].monitor[1]})
+    if direction not in ("max", "min"):
+        return "", ["—"] * len(runs)
+    values = [_best_score(run, metric) for run in runs]
+    finite = sorted({v for v in values if v is not None and math.isfinite(v)}, reverse=direction == "max")
+    text = [f"{finite.index(v) + 1} of {len(finite)}" if v is not None and v in finite else "—" for v in values]
+    return f"{metric} {ARROW[direction]}", text
 
 
 def render_html(context: dict) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     template = env.from_string(HTML_TEMPLATE)
     # The SVG is ours, built with every label escaped; mark it safe so autoescape leaves it alone.
-    charts = [{**chart, "svg": markupsafe.Markup(chart["svg"])} for chart in context["charts"]]
-    return template.render(**{**context, "charts": charts})
+    sections = [{**section, "charts": [{**chart, "svg": markupsafe.Markup(chart["svg"])} for chart in section["charts"]]}
+                for section in context["sections"]]
+    return template.render(**{**context, "sections": sections})
 
 
 def render_markdown(context: dict, html_name: str) -> str:
@@ -98,9 +141,13 @@ def render_markdown(context: dict, html_name: str) -> str:
     labels = [_md_text(run["label"]) for run in context["runs"]]
     link = _md_link(html_name)
     lines = [f"# {_md_text(context['title'])}", "", f"Generated {context['generated']}; curves and embedded "
-             f"sample grids: [{_md_text(html_name)}]({link}).", "", "## Runs", ""]
-    lines += _md_table(["run", "status", "seed", "wall time (s)", "steps", "best", "folder"],
-                       [[_md_text(r[key]) for key in ("label", "status", "seed", "wall_time", "steps", "best")]
+             f"sample grids: [{_md_text(html_name)}]({link}).", ""]
+    if context["warning"]:
+        lines += [f"> **Warning:** {_md_text(context['warning'])}", ""]
+    lines += ["## Runs", ""]
+    lines += _md_table(["run", "status", "seed", "wall time (s)", "steps", "dataset", "rank", "best", "folder"],
+                       [[_md_text(r[key]) for key in ("label", "status", "seed", "wall_time", "steps", "dataset",
+                                                      "rank", "best")]
                         + [_md_code(r["path"])] for r in context["runs"]])
     lines += ["", "## Config differences", ""]
     if context["config_rows"]:
@@ -108,11 +155,14 @@ def render_markdown(context: dict, html_name: str) -> str:
                                              for row in context["config_rows"]])
     else:
         lines.append("No config key differs between the runs (paths, Hydra settings and run ids ignored).")
-    lines += ["", "## Final metrics", "", "Best per metric in **bold**: ↑ higher is better, ↓ lower is better.", ""]
-    lines += _md_table(["metric", *labels],
-                       [[_md_text(f"{row['name']} {row['arrow']}".strip()),
-                         *(f"**{_md_text(c['text'])}**" if c["best"] else _md_text(c["text"]) for c in row["cells"])]
-                        for row in context["metric_rows"]])
+    for section in context["sections"]:
+        title = "## Final metrics" + (f": {_md_text(section['dataset'])}" if len(context["sections"]) > 1 else "")
+        ranked = f" Ranked by {_md_text(section['ranked_by'])}." if section["ranked_by"] else ""
+        lines += ["", title, "", f"Best per metric in **bold**: ↑ higher is better, ↓ lower is better.{ranked}", ""]
+        lines += _md_table(["metric", *map(_md_text, section["labels"])],
+                           [[_md_text(f"{row['name']} {row['arrow']}".strip()),
+                             *(f"**{_md_text(c['text'])}**" if c["best"] else _md_text(c["text"]) for c in row["cells"])]
+                            for row in section["metric_rows"]])
     if context["kinds"]:
         lines += ["", "## Latest sample grids", ""]
         lines += _md_table(["run", *map(_md_text, context["kinds"])],
@@ -152,7 +202,14 @@ def write_report(runs: list[Run], curve_metrics: list[str], html_path: Path) -> 
     return html_path, md_path
 
 
-def _run_row(run: Run, color: str) -> dict:
+def _best_score(run: Run, metric: str) -> float | None:
+    """The monitored metric of the run's best checkpoint (what its test numbers come from), else its last value."""
+    best = run.summary.get("best") or {}
+    score = best.get("score") if best.get("monitor") == metric else None
+    return float(score) if isinstance(score, int | float) else run.metrics.get(metric)
+
+
+def _run_row(run: Run, color: str, rank: str) -> dict:
     monitor = run.monitor[0]
     score = (run.summary.get("best") or {}).get("score")
     best = f"{monitor} = {_fmt_metric(score)}" if monitor and score is not None else (monitor or "—")
@@ -160,7 +217,7 @@ def _run_row(run: Run, color: str) -> dict:
     return {"label": run.label, "color": color, "path": str(run.path), "status": run.status,
             "seed": _fmt_config(run.summary.get("seed", run.config.get("seed", MISSING))),
             "wall_time": f"{wall:.1f}" if isinstance(wall, int | float) else "—",
-            "steps": str(run.summary.get("global_step", "—")), "best": best,
+            "steps": str(run.summary.get("global_step", "—")), "best": best, "rank": rank, "dataset": run.dataset,
             "error": str(run.summary.get("error") or "")}
 
 
@@ -189,12 +246,21 @@ def _fmt_metric(value: float | None) -> str:
 
 
 def _fmt_config(value: object, limit: int = 0) -> str:
-    """Config values as typed (``1.0``, ``null``, ``[1, 2]``); a section as ``key=value, ...``,
-    cut at ``limit`` characters when one is given."""
+    """Config values in one style: numbers to 4 significant digits (``1`` and ``1.0`` alike,
+    ``0.0003142``), ``true``/``null`` as in YAML, a section as ``key=value, ...``; cut at ``limit``
+    characters when one is given (the full text is the cell's tooltip)."""
     if value is MISSING:
         return "—"
     if isinstance(value, dict):
         text = ", ".join(f"{k}={_fmt_config(v)}" for k, v in value.items())
+    elif isinstance(value, bool) or value is None:
+        text = json.dumps(value)
+    elif isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e9):
+        text = str(int(value))  # counts and sizes in full: 10000, not 1e+04
+    elif isinstance(value, float):
+        text = f"{value:.4g}" if math.isfinite(value) else str(value)
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_fmt_config(v) for v in value) + "]"
     else:
         text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if not limit or len(text) <= limit else text[: limit - 1] + "…"

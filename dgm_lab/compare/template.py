@@ -30,20 +30,24 @@ HTML_TEMPLATE = """<!DOCTYPE html>
   svg .series.dim { opacity: 0.12; } svg .series.hidden { display: none; }
   .legend span { cursor: pointer; margin-right: 14px; user-select: none; }
   .legend span.off { opacity: 0.35; text-decoration: line-through; }
+  .warning { background: #fff4ce; border: 1px solid #e0c060; padding: 8px 12px; border-radius: 4px; }
+  td.cfg { max-width: 22em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
   img.grid { width: 200px; image-rendering: pixelated; border: 1px solid #e3e3e6; }
 </style>
 </head>
 <body>
 <h1>{{ title }}</h1>
 <div class="muted">Generated {{ generated }} by dgm-compare from the run folders below.</div>
+{% if warning %}<p class="warning" id="warning"><strong>Warning:</strong> {{ warning }}</p>{% endif %}
 
 <h2>Runs</h2>
 <div class="scroll"><table id="runs">
-<tr><th>run</th><th>status</th><th>seed</th><th>wall time (s)</th><th>steps</th><th>best checkpoint</th><th>folder</th></tr>
+<tr><th>run</th><th>status</th><th>seed</th><th>wall time (s)</th><th>steps</th><th>dataset</th><th>rank</th><th>best checkpoint</th><th>folder</th></tr>
 {% for run in runs %}
 <tr data-run="{{ run.label }}"><td><span class="swatch" style="background:{{ run.color }}"></span>{{ run.label }}</td>
 <td class="status-{{ run.status }}" title="{{ run.error }}">{{ run.status }}</td><td class="num">{{ run.seed }}</td>
-<td class="num">{{ run.wall_time }}</td><td class="num">{{ run.steps }}</td><td>{{ run.best }}</td>
+<td class="num">{{ run.wall_time }}</td><td class="num">{{ run.steps }}</td><td>{{ run.dataset }}</td>
+<td class="num">{{ run.rank }}</td><td>{{ run.best }}</td>
 <td><code>{{ run.path }}</code></td></tr>
 {% endfor %}
 </table></div>
@@ -53,7 +57,7 @@ HTML_TEMPLATE = """<!DOCTYPE html>
 <div class="scroll"><table id="config">
 <tr><th>key</th>{% for run in runs %}<th>{{ run.label }}</th>{% endfor %}</tr>
 {% for row in config_rows %}
-<tr data-key="{{ row.key }}"><td><code>{{ row.key }}</code></td>{% for cell in row.cells %}<td title="{{ cell.full }}">{{ cell.text }}</td>{% endfor %}</tr>
+<tr data-key="{{ row.key }}"><td><code>{{ row.key }}</code></td>{% for cell in row.cells %}<td class="cfg" title="{{ cell.full }}">{{ cell.text }}</td>{% endfor %}</tr>
 {% endfor %}
 </table></div>
 {% else %}
@@ -61,28 +65,32 @@ HTML_TEMPLATE = """<!DOCTYPE html>
 {% endif %}
 <div class="muted">Paths, Hydra's settings, W&amp;B run ids and values naming a run's own folder are left out.</div>
 
-<h2>Final metrics</h2>
-<div class="scroll"><table id="metrics">
-<tr><th>metric</th>{% for run in runs %}<th>{{ run.label }}</th>{% endfor %}</tr>
-{% for row in metric_rows %}
+{% for section in sections %}
+<section class="dataset" data-dataset="{{ section.dataset }}">
+<h2>Final metrics{% if sections | length > 1 %}: {{ section.dataset }}{% endif %}</h2>
+<div class="scroll"><table class="metrics"{% if loop.first %} id="metrics"{% endif %}>
+<tr><th>metric</th>{% for label in section.labels %}<th>{{ label }}</th>{% endfor %}</tr>
+{% for row in section.metric_rows %}
 <tr data-metric="{{ row.name }}"><td>{{ row.name }} {{ row.arrow }}</td>
 {% for cell in row.cells %}<td class="num{% if cell.best %} best{% endif %}">{{ cell.text }}</td>{% endfor %}</tr>
 {% endfor %}
 </table></div>
 <div class="muted">From each run's summary.json. Best per metric highlighted: ↑ higher is better, ↓ lower is better
-(by name: elbo, acc, modes_covered, high_quality, loglik, is ↑; nll, bpd, fid, kid, loss, error ↓).</div>
+(the metric table's direction; losses and counters are never highlighted).{% if section.ranked_by %} Runs ranked by {{ section.ranked_by }}, the metric that picked their checkpoints.{% endif %}</div>
 
-<h2>Learning curves</h2>
-<div class="legend">{% for run in runs %}<span data-run="{{ run.label }}"><span class="swatch" style="background:{{ run.color }}"></span>{{ run.label }}</span>{% endfor %}
+<h2>Learning curves{% if sections | length > 1 %}: {{ section.dataset }}{% endif %}</h2>
+<div class="legend">{% for run in runs %}{% if run.label in section.labels %}<span data-run="{{ run.label }}"><span class="swatch" style="background:{{ run.color }}"></span>{{ run.label }}</span>{% endif %}{% endfor %}
 <span class="muted">click a run to hide it; hover to pick it out</span></div>
 <div class="charts">
-{% for chart in charts %}
+{% for chart in section.charts %}
 <figure><figcaption>{{ chart.metric }}</figcaption>
 {% if chart.svg %}{{ chart.svg }}{% else %}<p class="muted">No run logged {{ chart.metric }}.</p>{% endif %}
 {% if chart.missing and chart.svg %}<div class="muted">Not logged by: {{ chart.missing | join(", ") }}</div>{% endif %}
 </figure>
 {% endfor %}
 </div>
+</section>
+{% endfor %}
 
 <h2>Latest sample grids</h2>
 {% if kinds %}

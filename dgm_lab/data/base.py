@@ -81,8 +81,9 @@ class TensorDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.binarize={binarize!r} is not one of {', '.join(BINARIZE_MODES)}.")
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size}.")
-        if train_subset is not None and train_subset < 1:
-            raise ConfigError(f"data.train_subset must be a positive integer or null, got {train_subset}.")
+        valid = isinstance(train_subset, int) and not isinstance(train_subset, bool) and train_subset >= 1
+        if train_subset is not None and not valid:
+            raise ConfigError(f"data.train_subset must be a positive integer or null, got {train_subset!r}.")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or max(batch_size, 500)
         self.binarize = binarize

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from dgm_lab.progress import progress
+
 VISIBLE_TYPES = ("bernoulli", "gaussian")
 LOG_2PI = math.log(2 * math.pi)
 # Salakhutdinov & Murray (2008): 500 betas on [0, 0.5], 4,000 on [0.5, 0.9], 10,000 on [0.9, 1].
@@ -139,7 +141,7 @@ def annealed_importance_sampling(params: RBMParams, base_bias: torch.Tensor, num
     betas = ais_betas(num_betas).tolist()
     v = _sample_visible(p, base_bias.expand(num_runs, -1), generator)  # exact draws from the base model
     log_w = torch.zeros(num_runs, dtype=torch.float64, device=v.device)
-    for k in range(1, len(betas)):
+    for k in progress(range(1, len(betas)), desc=f"AIS ({num_runs} runs)", unit="temperature"):
         beta, previous = betas[k], betas[k - 1]
         hidden_input = v @ p.weight + p.hidden_bias
         gap = hidden_input - base_hidden  # hidden input at beta: base_hidden + beta * gap

@@ -12,6 +12,7 @@ import torch
 from dgm_lab.data.base import to_uint8
 from dgm_lab.metrics.extractors import Extractor
 from dgm_lab.metrics.settings import Settings
+from dgm_lab.progress import progress
 
 
 @torch.no_grad()
@@ -22,7 +23,7 @@ def extract(net, images: torch.Tensor, batch_size: int, device, channels: int) -
     if images.dtype != torch.uint8:
         raise ValueError(f"feature extraction takes uint8 images in 0..255, got {images.dtype}")
     out: dict[str, list] = {}
-    for start in range(0, len(images), batch_size):
+    for start in progress(range(0, len(images), batch_size), desc="features", unit="batch", min_total=2):
         batch = images[start:start + batch_size].to(device)
         if channels == 3 and batch.shape[1] == 1:
             batch = batch.expand(-1, 3, -1, -1)
@@ -48,7 +49,8 @@ def generated_features(model, net, extractor: Extractor, settings: Settings, dev
     model.eval()
     local = {}
     try:
-        for index, start, size in chunks(settings.num_samples, settings.batch_size):
+        plan = chunks(settings.num_samples, settings.batch_size)
+        for index, start, size in progress(plan, desc=f"sampling {settings.num_samples} for features", unit="chunk"):
             if index % world_size != rank:
                 continue
             generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + index)

@@ -9,8 +9,20 @@ they are not Inception FIDs and must never be compared with published FIDs.
 Input convention (the same as torch-fidelity's InceptionV3, asserted): ``torch.uint8`` images
 (N, C, H, W), values 0..255, C = 1 (grey) or 3 (RGB, e.g. PNG folders read by torch-fidelity;
 averaged to grey). Images that are not 28x28 are resized to 28x28 (bilinear, antialiased).
-Features: ``features`` (N, 128), the penultimate ReLU layer (FID, KID, precision/recall);
-``logits`` (N, 10), class logits (IS). Both are returned as float64 so that torch-fidelity's own
+Features: ``features`` (N, 128), the penultimate ReLU layer (FID, KID); ``preactivations``
+(N, 128), the same layer before its ReLU (precision/recall); ``logits`` (N, 10), class logits (IS).
+
+Why precision/recall read the pre-activations: after the ReLU about 70% of the units are 0 for
+any input, and images the network has no detector for (uniform noise, CIFAR-10 photographs)
+switch nearly all of them off, so they collapse to a tight cluster near the origin (feature norm
+about 4 against 39 for digits). A few faint real digits also sit near the origin, and their
+k-nearest-neighbour balls are wide (the real manifold is sparse there), so with the ReLU features
+noise lands inside the "real manifold" and gets precision 0.76 (k=3) to 1.0 (k=5), with recall 0.
+Before the ReLU the off units keep how far off they are, the two clusters separate, and noise
+and CIFAR-10 airplanes get precision 0.00-0.01 while held-out digits keep about 0.9
+(``tests/test_everyday.py::test_lenet_precision_is_low_for_noise_and_foreign_images``). The input
+order was right all along: torch-fidelity's ``prc_features_to_metric(features_1, features_2)``
+takes the generated features first (its "input1") and the real ones second. Both are returned as float64 so that torch-fidelity's own
 statistics (``np.mean``/``np.cov``) run in float64 even when it is called directly.
 """
 
@@ -45,17 +57,25 @@ class LeNet(nn.Module):
 
     def __init__(self, num_classes: int = 10):
         super().__init__()
+        # the penultimate layer's ReLU is applied in ``layers`` (its input is a feature layer too);
+        # parameter names (body.0, body.3, body.7, classifier) are those of the shipped weights
         self.body = nn.Sequential(
             nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(20, 50, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(50 * 4 * 4, FEATURE_DIM), nn.ReLU(),
+            nn.Flatten(), nn.Linear(50 * 4 * 4, FEATURE_DIM),
         )
         self.dropout = nn.Dropout(0.3)  # training only; features are read before it
         self.classifier = nn.Linear(FEATURE_DIM, num_classes)
 
+    def layers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pre-activations (N, 128), features = their ReLU (N, 128), logits (N, classes))."""
+        pre = self.body((x - 0.5) / 0.5)
+        features = torch.relu(pre)
+        return pre, features, self.classifier(self.dropout(features))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.body((x - 0.5) / 0.5)
-        return features, self.classifier(self.dropout(features))
+        _, features, logits = self.layers(x)
+        return features, logits
 
 
 def uint8_to_input(x: torch.Tensor) -> torch.Tensor:
@@ -96,17 +116,17 @@ class FeatureExtractorLeNet(FeatureExtractorBase):
         self.net = load_lenet(feature_extractor_weights_path or LENETS[name])
 
     def forward(self, x: torch.Tensor):
-        features, logits = self.net(uint8_to_input(x))
-        out = {"features": features.double(), "logits": logits.double()}
+        pre, features, logits = self.net.layers(uint8_to_input(x))
+        out = {"features": features.double(), "preactivations": pre.double(), "logits": logits.double()}
         return tuple(out[name] for name in self.features_list)
 
     @staticmethod
     def get_provided_features_list():
-        return "features", "logits"
+        return "features", "preactivations", "logits"
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric):
-        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
+        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "preactivations"}[metric]
 
     @staticmethod
     def can_be_compiled():

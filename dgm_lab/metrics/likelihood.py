@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import torch
 
+from dgm_lab.progress import progress
+
 LOG_2PI = math.log(2 * math.pi)
 # Burda et al. (2015): a latent unit is active when Var_x(E_q[z_u | x]) exceeds this.
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -44,11 +46,9 @@ def importance_weighted_log_likelihood(
     """
     if num_samples < 1 or chunk < 1:
         raise ValueError("num_samples and chunk must be positive")
-    pieces, drawn = [], 0
-    while drawn < num_samples:
-        n = min(chunk, num_samples - drawn)
-        pieces.append(log_weights(n).double())
-        drawn += n
+    pieces = []
+    for start in progress(range(0, num_samples, chunk), desc=f"IWAE k={num_samples}", unit="chunk", min_total=2):
+        pieces.append(log_weights(min(chunk, num_samples - start)).double())
     all_weights = torch.cat(pieces, dim=0)
     return torch.logsumexp(all_weights, dim=0) - math.log(num_samples)
 

@@ -197,19 +197,24 @@ def format_value(key: str, value: float | None) -> str:
     return f"{value:.{digits}f}" if digits else f"{value:.0f}"
 
 
-def headline(metrics: dict[str, float], limit: int = 8) -> list[str]:
-    """The keys of a run's closing line, from what the model reported: every table metric with a
+def headline(metrics: dict[str, float], limit: int = 8, monitor: str | None = None) -> list[str]:
+    """The keys of a run's closing line, from what the model reported: the monitored metric (the
+    one that picked the checkpoint) and its test counterpart first, then every table metric with a
     headline position (test before val, then by position), then test metrics the table does not
     know (a new model's own) after the known test metrics, at most ``limit``. Intervals and spreads
     are left out."""
+    first = []
+    if monitor:
+        test_twin = "test/" + monitor.split("/", 1)[-1]
+        first = [key for key in (test_twin, monitor) if key in metrics]
     ranked = []
     for key in metrics:
         parts = parse(key)
-        if parts.statistic or parts.split not in ("val", "test"):
+        if key in first or parts.statistic or parts.split not in ("val", "test"):
             continue
         spec = parts.spec
         if spec is not None and spec.headline is not None:
             ranked.append((parts.split != "test", 0, spec.headline, key))
         elif spec is None and parts.split == "test":
             ranked.append((False, 1, 0, key))
-    return [key for *_, key in sorted(ranked)][:limit]
+    return (first + [key for *_, key in sorted(ranked)])[:limit]

@@ -9,6 +9,7 @@ only wires them. Checkpoints hold plain containers only (they load with
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 import pytorch_lightning as pl
@@ -46,6 +47,8 @@ class GenerativeModule(pl.LightningModule):
         self.run_config: dict | None = None  # set by the entry point; saved in every checkpoint
         self.diagnostics: dict = {}  # non-scalar results (per-dimension KL...) for summary.json
         self._epoch_sums: dict[str, tuple] = {}
+        self.validation_seconds = 0.0  # wall time inside validation loops (grids, checkpoints too): not training
+        self._validation_started: float | None = None
 
     # -- optimizers and schedulers ---------------------------------------------------------
     def optimized_parameters(self) -> dict[str, Iterable]:
@@ -137,6 +140,15 @@ class GenerativeModule(pl.LightningModule):
                labels: torch.Tensor | None = None) -> torch.Tensor:
         """Return ``num_samples`` images (N, C, H, W) in [0, 1]."""
         raise NotImplementedError(f"{type(self).__name__} does not implement sample()")
+
+    def on_validation_start(self) -> None:
+        self._validation_started = time.perf_counter()
+
+    def on_validation_end(self) -> None:
+        # called after every callback's validation hooks: sample grids and checkpoint saving included
+        if self._validation_started is not None:
+            self.validation_seconds += time.perf_counter() - self._validation_started
+            self._validation_started = None
 
     def on_train_start(self) -> None:
         # after a resume has restored the counters: the run summary times only this fit's iterations

@@ -18,8 +18,15 @@ from torch import nn
 
 from dgm_lab.metrics.ais import RBMParams, annealed_importance_sampling, base_rate_bias
 from dgm_lab.models.boltzmann.config import DBMConfig
-from dgm_lab.models.boltzmann.layer import RBMLayer, bernoulli, bernoulli_entropy, device_generator
+from dgm_lab.models.boltzmann.layer import (
+    MIN_GIBBS_BAR,
+    RBMLayer,
+    bernoulli,
+    bernoulli_entropy,
+    device_generator,
+)
 from dgm_lab.models.boltzmann.module import BASE_RATE_EXAMPLES, BoltzmannModule
+from dgm_lab.progress import progress
 
 
 class DBMParams(NamedTuple):
@@ -226,7 +233,7 @@ class DBM(BoltzmannModule):
         p = self.params()
         v = bernoulli(torch.full((num_samples, self.num_visible), 0.5, device=self.device), generator)
         h2 = torch.zeros(num_samples, p.c2.shape[0], device=self.device)
-        for _ in range(self.sample_gibbs_steps):
+        for _ in progress(range(self.sample_gibbs_steps), desc="Gibbs sweeps", unit="sweep", min_total=MIN_GIBBS_BAR):
             h1 = bernoulli(self.hidden1_probs(p, v, h2), generator)
             mean = torch.sigmoid(h1 @ p.w1.T + p.b)
             v = bernoulli(mean, generator)

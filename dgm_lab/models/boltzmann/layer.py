@@ -13,6 +13,10 @@ from torch import nn
 
 from dgm_lab.errors import require
 from dgm_lab.metrics.ais import VISIBLE_TYPES, RBMParams
+from dgm_lab.progress import progress
+
+# Chains at least this long (sample grids, dgm-sample: 1,000 sweeps) show a progress bar; CD-k steps do not.
+MIN_GIBBS_BAR = 100
 
 
 def bernoulli(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -79,8 +83,8 @@ class RBMLayer(nn.Module):
         return mean + torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
 
     def gibbs_sweeps(self, v: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``steps`` sweeps v -> h -> v of block Gibbs sampling."""
-        for _ in range(steps):
+        """``steps`` sweeps v -> h -> v of block Gibbs sampling (a progress bar for long chains)."""
+        for _ in progress(range(steps), desc="Gibbs sweeps", unit="sweep", min_total=MIN_GIBBS_BAR):
             v = self.sample_visible(bernoulli(self.hidden_probs(v), generator), generator)
         return v
 

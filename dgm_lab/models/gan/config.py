@@ -11,12 +11,20 @@ from dgm_lab.models.settings import ModelSchema, ModelSettings, setting
 
 @dataclass
 class EMAConfig(ModelSettings):
-    """Exponential moving average of the generator's weights; samples and metrics use it."""
+    """Exponential moving average of the generator's weights; samples and metrics use it unless
+    ``use_for_sampling`` is false (``dgm-sample generator=raw`` chooses per draw).
+
+    With ``warmup`` the decay at generator iteration t is min(decay, (1 + t) / (10 + t)), the usual
+    warm-up (TensorFlow's ExponentialMovingAverage with num_updates): the average forgets its
+    random initialisation within the first few hundred iterations instead of the 1 / (1 - decay)
+    = 1,000 a constant 0.999 needs, so short runs sample a trained generator, not noise."""
 
     key_prefix = "model.ema."
     enabled: bool = True
     decay: float = 0.999
     start_step: int = setting(0, minimum=0)  # copy the weights (no averaging) up to this generator iteration
+    warmup: bool = True  # decay min(decay, (1 + t) / (10 + t)) at generator iteration t
+    use_for_sampling: bool = True  # samples, grids and metrics from the EMA generator (false: the raw one)
 
     def check(self) -> None:
         require(0.0 <= self.decay < 1.0, f"model.ema.decay must be in [0, 1), got {self.decay}.")

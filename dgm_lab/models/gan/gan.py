@@ -66,15 +66,14 @@ class GAN(GenerativeModule):
         conditional: class-conditional G (label embedding) and D (projection).
         accumulate: micro-batches per optimizer step (gradient accumulation).
         max_generator_steps: stop after this many generator iterations (null: no limit).
-        ema: ``{enabled, decay, start_step}``: exponential moving average of the generator weights;
+        ema: ``{enabled, decay, start_step, warmup, use_for_sampling}``: moving average of the generator weights;
             samples and metrics use it when enabled. Before ``start_step`` it copies the weights.
         generator_optimizer, discriminator_optimizer: ``{lr, betas}`` overriding the shared
             ``optimizer`` factory for one network (null keeps the factory's value): TTUR.
     """
 
-    # GAN losses do not rank checkpoints: the default keeps the newest. On 2-D mixtures,
-    # monitor.metric=val/modes_covered monitor.mode=max keeps the best-covering one instead.
-    default_monitor = ("val/generator_step", "max")
+    # GAN losses do not rank checkpoints: the run picks a sample-quality metric (dgm_lab.monitor).
+    default_monitor = (None, None)
 
     settings_class = GANConfig
 
@@ -92,6 +91,7 @@ class GAN(GenerativeModule):
         self.max_generator_steps = settings.max_generator_steps
         ema = settings.ema
         self.ema_enabled, self.ema_decay, self.ema_start = ema.enabled, float(ema.decay), ema.start_step
+        self.ema_warmup, self.ema_for_sampling = ema.warmup, ema.use_for_sampling
         self.optimizer_overrides = {"generator_optimizer": dict(settings.generator_optimizer or {}),
                                     "discriminator_optimizer": dict(settings.discriminator_optimizer or {})}
         self.is_image = len(self.data_shape) == 3
@@ -237,11 +237,21 @@ class GAN(GenerativeModule):
         """ema <- decay * ema + (1 - decay) * weights; buffers (batch-norm statistics) copied."""
         if self.generator_ema is None:
             return
-        decay = self.ema_decay if self.generator_steps > self.ema_start else 0.0
+        decay = self.current_ema_decay()
         ema_params, params = list(self.generator_ema.parameters()), list(self.generator.parameters())
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)
         for ema_buffer, buffer in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             ema_buffer.copy_(buffer)
+
+    def current_ema_decay(self) -> float:
+        """The EMA decay at this generator iteration: 0 (a copy) up to ``start_step``, then
+        ``decay``, capped by the warm-up (1 + t) / (10 + t), t counted from ``start_step``."""
+        if self.generator_steps <= self.ema_start:
+            return 0.0
+        if not self.ema_warmup:
+            return self.ema_decay
+        t = self.generator_steps - self.ema_start
+        return min(self.ema_decay, (1 + t) / (10 + t))
 
     def optimized_parameters(self) -> dict:
         """Generator optimizer, then discriminator optimizer: the shared factory with each
@@ -277,8 +287,9 @@ class GAN(GenerativeModule):
 
     # -- sampling -----------------------------------------------------------------------------
     def sampling_generator(self, use_ema: bool | None = None) -> nn.Module:
-        """The EMA generator when EMA is enabled (unless ``use_ema=False``), else the trained one."""
-        use_ema = self.ema_enabled if use_ema is None else use_ema
+        """The EMA generator when EMA is enabled and ``model.ema.use_for_sampling`` (``use_ema``
+        decides when given), else the trained one."""
+        use_ema = (self.ema_enabled and self.ema_for_sampling) if use_ema is None else use_ema
         require(not use_ema or self.generator_ema is not None, "use_ema=True needs model.ema.enabled=true.")
         return self.generator_ema if use_ema else self.generator
 

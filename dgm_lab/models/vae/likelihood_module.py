@@ -92,3 +92,5 @@ class LikelihoodModule(GenerativeModule):
 
     def on_test_epoch_end(self):
         self._finish_epoch("test")
+        # the protocol behind test/nll_iwae, beside the number in summary.json / eval.json
+        self.diagnostics["test/iwae"] = {"iwae_k": self.iwae_k, "iwae_batch": self.iwae_batch}
