@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import TQDMProgressBar
 
 from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.config import new_run_id
@@ -32,6 +31,7 @@ def evaluate(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.split``; returns and writes the eval record."""
     # Imported here: ``dgm-eval --help`` and usage errors answer without loading torch and Lightning.
     import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import TQDMProgressBar
 
     from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
     from dgm_lab.metrics.sample_quality import evaluate_for_cli
