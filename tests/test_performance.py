@@ -76,7 +76,7 @@ def test_inert_callbacks_are_left_out(compose_train):
         return {type(c).__name__ for c in builders.build_callbacks(cfg, model, datamodule)}
 
     vae = names(["model=vae"])
-    assert {"ModelCheckpoint", "ImageSamples", "DivergenceGuard"} <= vae
+    assert {"EpochNumberedCheckpoint", "ImageSamples", "DivergenceGuard"} <= vae
     assert not {"ModeCoverage", "WeightFilters", "SampleQuality"} & vae  # no metric selected: inert
     assert "SampleQuality" in names(["model=vae", "metrics=lenet"])
     assert "WeightFilters" in names(["model=rbm"])
