@@ -79,6 +79,12 @@ class PartlyLabeled(Protocol):
         labeled_per_batch and the number kept per class."""
 
 
+def hides_labels(datamodule) -> bool:
+    """Whether some training labels of ``datamodule`` are UNLABELED (``data.num_labeled`` set): models
+    that need every label refuse such data."""
+    return isinstance(datamodule, PartlyLabeled) and datamodule.num_labeled is not None
+
+
 @runtime_checkable
 class ModeMixtureData(Protocol):
     """2-D mixture data with known modes (``data=ring8|grid25``): mode-coverage metrics apply."""
