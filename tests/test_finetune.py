@@ -81,6 +81,12 @@ def test_dgm_finetune_end_to_end_on_digits(tmp_path):
     assert summary["diagnostics"]["budget"] == {"steps": 30, "batch_size": 25, "optimizer": "Adam", "lr": 1e-3,
                                                 "weight_decay": 0.0, "labelled_images": 50}
     assert "[dgm-finetune] train/error=" in result.stdout
+    report = tmp_path / "report.html"
+    compared = subprocess.run([sys.executable, "-m", "dgm_lab.compare", str(out), "--out", str(report)], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    table = report.with_suffix(".md").read_text()
+    assert "test/error_random_init" in table and f"{metrics['test/error']:.3f}" in table
     bad = subprocess.run([sys.executable, "-m", "dgm_lab.finetune", f"ckpt_path={run}", "data.num_labeled=55",
                           f"hydra.run.dir={tmp_path / 'bad'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "multiple of 10" in bad.stderr and "Traceback" not in bad.stderr
