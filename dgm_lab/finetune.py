@@ -58,7 +58,7 @@ def fit(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, steps:
             loss.backward()
             optimizer.step()
             step += 1
-    return float(loss)
+    return float(loss.detach())
 
 
 @torch.no_grad()
