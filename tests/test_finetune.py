@@ -86,7 +86,10 @@ def test_dgm_finetune_end_to_end_on_digits(tmp_path):
                               capture_output=True, text=True, timeout=300)
     assert compared.returncode == 0, compared.stderr[-2000:]
     table = report.with_suffix(".md").read_text()
-    assert "test/error_random_init" in table and f"{metrics['test/error']:.3f}" in table
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in table.splitlines()
+            if line.startswith("| test/error")}
+    assert float(rows["test/error ↓"]) == pytest.approx(metrics["test/error"], abs=1e-4)  # lower is better
+    assert float(rows["test/error_random_init ↓"]) == pytest.approx(metrics["test/error_random_init"], abs=1e-4)
     bad = subprocess.run([sys.executable, "-m", "dgm_lab.finetune", f"ckpt_path={run}", "data.num_labeled=55",
                           f"hydra.run.dir={tmp_path / 'bad'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "multiple of 10" in bad.stderr and "Traceback" not in bad.stderr
