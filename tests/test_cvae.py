@@ -27,9 +27,11 @@ def cvae_mnist(tmp_path_factory):
     """A CVAE trained for 60 epochs (2,400 steps, ~10 s on an idle core) on the embedded 4,000 MNIST
     digits, no test pass. A small z (8) leaves the class to y: samples from the prior stay in class."""
     run = tmp_path_factory.mktemp("cvae") / "run"
-    train_run(run, "model=cvae", "data=mnist_5k", "trainer.max_epochs=60", "test=false", "model.latent_dim=8",
-              "callbacks.image_samples.every_n_epochs=60", "logger=none", "trainer.accelerator=cpu",
-              "callbacks.progress_bar.refresh_rate=0", fast=False)
+    result = run_cli("dgm-train", "model=cvae", "data=mnist_5k", "trainer.max_epochs=60", "test=false",
+                     "model.latent_dim=8", "callbacks.image_samples.every_n_epochs=60", "logger=none",
+                     "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run}",
+                     timeout=900)  # a loaded machine stretches the ~15 s
+    assert result.returncode == 0, result.stderr[-2000:]
     return run
 
 
