@@ -4,6 +4,7 @@
     dgm-eval ckpt_path=<file.ckpt> eval.iwae_k=5000 split=val
     dgm-eval ckpt_path=outputs/vae/<run> metrics=[fid,is,kid,prc] likelihood=false   # sample quality
     dgm-eval images=<folder or .npz> data=mnist metrics=lenet   # saved samples -> outputs/eval/<name>-<id>/eval.json
+    dgm-eval images=<labelled export> data=mnist metrics=cas    # train on synthetic vs as many real images
     dgm-eval ckpt_path=<run> likelihood=false metrics=inception metrics.inception_weights=<file> \
         metrics.num_samples=50000 metrics.num_real=50000 split=train                   # the papers' protocol
 
@@ -25,6 +26,7 @@ from dgm_lab.errors import ConfigError
 from dgm_lab.interrupts import stop_on_signals
 from dgm_lab.metrics import specs
 from dgm_lab.run_folder import EVAL_RECORD, RunFolder, scalar_metrics
+from dgm_lab.synthetic import read_labelled
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -78,13 +80,18 @@ def _evaluate_images(cfg: DictConfig, settings, started: float) -> dict:
     from dgm_lab import builders
     from dgm_lab.metrics.image_files import load_image_files
     from dgm_lab.metrics.sample_quality import evaluate_for_cli
+    from dgm_lab.metrics.settings import CAS
 
-    if not settings.feature_metrics or cfg.get("data") is None:
+    if not settings.selected or cfg.get("data") is None:
         raise ConfigError("images= needs a reference dataset and metrics: add data=<mnist|fashion_mnist|...> "
-                          "metrics=[fid,is,kid,prc].")
-    images = load_image_files(cfg.images)
+                          "metrics=[fid,is,kid,prc] (or metrics=cas for a labelled export).")
+    labels = None
+    if CAS in settings.selected:  # train-on-synthetic: the export's labels come with its images
+        images, labels = read_labelled(cfg.images)
+    else:
+        images = load_image_files(cfg.images)
     datamodule = builders.build_datamodule(cfg)
-    scores, quality = evaluate_for_cli(settings, datamodule, cfg.split, images=images,
+    scores, quality = evaluate_for_cli(settings, datamodule, cfg.split, images=images, labels=labels,
                                        source={"source": str(Path(cfg.images).resolve())})
     record = {"images": str(Path(cfg.images).resolve()), "split": cfg.split, "seed": cfg.seed,
               "metrics": scores, "sample_quality": quality, "wall_time_s": round(time.time() - started, 2)}

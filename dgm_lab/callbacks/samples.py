@@ -50,17 +50,22 @@ class ImageSamples(pl.Callback):
         folder.mkdir(parents=True, exist_ok=True)
         was_training = pl_module.training
         pl_module.eval()
-        grids = {"samples": pl_module.sample(self.num_samples, generator=torch.Generator().manual_seed(self.seed))}
-        images = self._fixed_images(trainer, pl_module)
+        labels, sample_rows = class_rows(pl_module, self.num_samples)
+        grids = {"samples": pl_module.sample(len(labels) if labels is not None else self.num_samples,
+                                             generator=torch.Generator().manual_seed(self.seed), labels=labels)}
+        images, image_labels = self._fixed_images(trainer, pl_module)
+        conditional = pl_module.conditional  # reconstructions need the image's class; interpolations would mix two
         if images is not None and isinstance(pl_module, Reconstructs):
-            grids["reconstructions"] = torch.cat([images, pl_module.reconstruct(images)])
-        if images is not None and isinstance(pl_module, Interpolates) and len(images) >= 2:
+            reconstructed = pl_module.reconstruct(images, image_labels) if conditional else pl_module.reconstruct(images)
+            grids["reconstructions"] = torch.cat([images, reconstructed])
+        if images is not None and isinstance(pl_module, Interpolates) and len(images) >= 2 and not conditional:
             pairs = min(8, len(images) // 2)
             grids["interpolations"] = pl_module.interpolate(images[:pairs], images[pairs : 2 * pairs],
                                                             self.interpolation_steps)
         pl_module.train(was_training)
         for kind, grid in grids.items():
-            nrow = self.interpolation_steps if kind == "interpolations" else int(math.sqrt(self.num_samples)) or 8
+            nrow = {"interpolations": self.interpolation_steps, "samples": sample_rows}.get(
+                kind, int(math.sqrt(self.num_samples)) or 8)
             path = folder / f"{kind}_{tag}.png"
             save_grid(grid, path, nrow=nrow, caption=self._caption(kind, tag, len(grid), nrow))
             self.written.append(str(path))
@@ -78,12 +83,26 @@ class ImageSamples(pl.Callback):
         return f"{at}: {count} samples from fixed noise"
 
     def _fixed_images(self, trainer, pl_module):
-        """The first validation images (reconstruction and interpolation grids), when the data can give them."""
+        """The first validation images and their labels (reconstruction and interpolation grids), or
+        (None, None) when the data cannot give them."""
         datamodule = trainer.datamodule
         if not isinstance(datamodule, InMemoryImageData):
-            return None
-        images = datamodule.split_images("val", self.num_samples // 2)
-        return None if images is None else images.to(pl_module.device)
+            return None, None
+        count = self.num_samples // 2
+        images = datamodule.split_images("val", count)
+        if images is None:
+            return None, None
+        labels = datamodule.reference_images("val", count)[1] if pl_module.conditional else None
+        return images.to(pl_module.device), None if labels is None else labels.to(pl_module.device)
+
+
+def class_rows(model, num_samples: int) -> tuple[torch.Tensor | None, int]:
+    """(labels, images per grid row): a class-conditional model's grid has one row per class
+    (``num_samples // K`` of each, at least one); others get None and a square grid."""
+    if not model.conditional:
+        return None, int(math.sqrt(num_samples)) or 8
+    per_class = max(1, num_samples // model.num_classes)
+    return torch.arange(model.num_classes).repeat_interleave(per_class), per_class
 
 
 def _images(pl_module) -> bool:

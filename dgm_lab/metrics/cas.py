@@ -46,26 +46,45 @@ def train_and_test(images, labels, test_images, test_labels, num_classes: int, e
 
 def classification_accuracy_score(model, real_train: tuple, real_test: tuple, num_samples: int = 10000,
                                   epochs: int = 5, seed: int = 0, split: str = "test") -> tuple[dict, dict]:
-    """({split}/cas, {split}/cas_real) and their protocol.
-
-    Args:
-        model: class-conditional generator (``conditional = True``; ``sample(n, generator, labels)``).
-        real_train: (uint8 images (N, C, H, W), labels) for the real-data baseline, as
-            ``InMemoryImageData.reference_images`` returns them; the first ``num_samples`` are used
-            (capped at N).
-        real_test: (uint8 images, labels) of the real split both classifiers are tested on.
-    """
+    """({split}/cas, {split}/cas_real) and their protocol for ``num_samples`` class-balanced samples of
+    ``model`` (a class-conditional generator: ``conditional = True``; ``sample(n, generator, labels)``).
+    ``real_train`` / ``real_test``: as for ``synthetic_accuracy_score``."""
     if not model.conditional:
         raise ConfigError("metrics=[cas] needs a class-conditional model (one that samples given labels); "
                           "this model is unconditional.")
     started = time.time()
     images, labels = labelled_samples(model, num_samples, seed)
-    cas = train_and_test(images, labels, *real_test, model.num_classes, epochs, seed)
-    n_real = min(num_samples, len(real_train[0]))
-    cas_real = train_and_test(real_train[0][:n_real], real_train[1][:n_real], *real_test, model.num_classes, epochs, seed)
+    scores, record = synthetic_accuracy_score(images, labels, real_train, real_test, model.num_classes, epochs, seed,
+                                              split)
+    record["labels"] = "class-balanced (i mod K), shuffled"
+    record["wall_time_s"] = round(time.time() - started, 2)
+    return scores, record
+
+
+def synthetic_accuracy_score(images: torch.Tensor, labels: torch.Tensor, real_train: tuple, real_test: tuple,
+                             num_classes: int, epochs: int = 5, seed: int = 0, split: str = "test") -> tuple[dict, dict]:
+    """({split}/cas, {split}/cas_real) and their protocol for labelled synthetic uint8 ``images``
+    (N, C, H, W) (a model's samples or a ``dgm-sample`` export).
+
+    Args:
+        real_train: (uint8 images (N, C, H, W), labels) for the real-data baseline, as
+            ``InMemoryImageData.reference_images`` returns them; the first ``len(images)`` are used
+            (capped at N).
+        real_test: (uint8 images, labels) of the real split both classifiers are tested on.
+    """
+    started = time.time()
+    if images.shape[1:] != real_test[0].shape[1:]:
+        raise ConfigError(f"the synthetic images are (C, H, W) = {tuple(images.shape[1:])} but the real data's are "
+                          f"{tuple(real_test[0].shape[1:])}; score an export against the dataset its model learned.")
+    if int(labels.max()) >= num_classes:
+        raise ConfigError(f"the synthetic labels go up to {int(labels.max())} but the real data has {num_classes} "
+                          "classes; score an export against the dataset its model learned.")
+    cas = train_and_test(images, labels, *real_test, num_classes, epochs, seed)
+    n_real = min(len(images), len(real_train[0]))
+    cas_real = train_and_test(real_train[0][:n_real], real_train[1][:n_real], *real_test, num_classes, epochs, seed)
     scores = {metric_key(split, "cas"): cas, metric_key(split, "cas_real"): cas_real}
-    record = {"num_synthetic": num_samples, "num_real_train": n_real, "num_test": len(real_test[0]),
+    record = {"num_synthetic": len(images), "num_real_train": n_real, "num_test": len(real_test[0]),
               "test_split": split, "classifier": "LeNet 20-50-128 from scratch (dgm_lab.metrics.lenet)",
-              "epochs": epochs, "seed": seed, "labels": "class-balanced (i mod K), shuffled",
+              "epochs": epochs, "seed": seed, "synthetic_per_class": torch.bincount(labels, minlength=num_classes).tolist(),
               "wall_time_s": round(time.time() - started, 2)}
     return scores, record

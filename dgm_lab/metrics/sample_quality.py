@@ -21,7 +21,7 @@ import torch
 
 from dgm_lab.data.contract import InMemoryImageData, members
 from dgm_lab.errors import ConfigError
-from dgm_lab.metrics.cas import classification_accuracy_score
+from dgm_lab.metrics.cas import classification_accuracy_score, synthetic_accuracy_score
 from dgm_lab.metrics.extractors import Extractor, missing_inception_message, resolve_extractor
 from dgm_lab.metrics.feature_metric import (
     FeatureMetric,
@@ -110,9 +110,11 @@ class SampleQuality:
 
 
 def evaluate_for_cli(settings: Settings, datamodule, split: str, device="cpu", model=None,
-                     images: torch.Tensor | None = None, source: dict | None = None) -> tuple[dict, dict]:
+                     images: torch.Tensor | None = None, source: dict | None = None,
+                     labels: torch.Tensor | None = None) -> tuple[dict, dict]:
     """dgm-eval: ({name: score}, {"protocol": ..., "cas": ..., "skipped": ...}) for the samples of
-    ``model`` or for uint8 ``images`` (N, C, H, W), against ``split`` of ``datamodule``."""
+    ``model`` or for uint8 ``images`` (N, C, H, W) (with their ``labels``, for CAS), against
+    ``split`` of ``datamodule``."""
     scores, record = {}, {}
     data = image_data(datamodule)
     if settings.feature_metrics:
@@ -124,10 +126,17 @@ def evaluate_for_cli(settings: Settings, datamodule, split: str, device="cpu", m
             found, record["protocol"] = evaluator.evaluate(split, model=model, images=images, source=source)
             scores.update(found)
     if CAS in settings.selected:
-        if model is None:
-            raise ConfigError("metrics=[cas] needs ckpt_path= of a class-conditional model, not images=.")
-        found, record["cas"] = classification_accuracy_score(
-            model, data.reference_images("train"), data.reference_images(split), num_samples=settings.cas_num_samples,
-            epochs=settings.cas_epochs, seed=settings.seed, split=split)
+        real_train, real_test = data.reference_images("train"), data.reference_images(split)
+        if model is not None:
+            found, record["cas"] = classification_accuracy_score(
+                model, real_train, real_test, num_samples=settings.cas_num_samples, epochs=settings.cas_epochs,
+                seed=settings.seed, split=split)
+        else:  # a labelled export (dgm-sample export=npz|image_folder): every image of it, labels as given
+            if labels is None:
+                raise ConfigError("metrics=[cas] on images= needs their labels: an .npz with 'labels' or a folder of "
+                                  "class sub-folders (dgm-sample of a class-conditional model writes both).")
+            found, record["cas"] = synthetic_accuracy_score(images, labels, real_train, real_test,
+                                                            len(data.class_names), epochs=settings.cas_epochs,
+                                                            seed=settings.seed, split=split)
         scores.update(found)
     return scores, record

@@ -93,6 +93,8 @@ SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("loss", "min", "", description="training objective"),
     MetricSpec("accuracy", "max", "fraction", 15, description="classification accuracy"),
     MetricSpec("error", "min", "fraction", 15, description="classification error"),
+    MetricSpec("error_random_init", "min", "fraction", 16,
+               description="the same classifier's error from random initialisation, same budget (dgm-finetune)"),
 )
 BY_NAME = {spec.name: spec for spec in SPECS}  # the built-in rows, then those added by ``register``
 DIRECTIONS = ("max", "min", None)

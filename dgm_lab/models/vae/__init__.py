@@ -6,7 +6,7 @@ The classes are imported on first use (``dgm_lab.lazy``): ``config.py`` loads wi
 
 from dgm_lab.lazy import lazy_exports
 
-_EXPORTS = {"VAE": "vae", "IWAE": "iwae", "LikelihoodModule": "likelihood_module", "Bernoulli": "likelihoods",
+_EXPORTS = {"VAE": "vae", "CVAE": "cvae", "IWAE": "iwae", "LikelihoodModule": "likelihood_module", "Bernoulli": "likelihoods",
             "Gaussian": "likelihoods", "DiscretizedLogistic": "likelihoods", "Likelihood": "likelihoods",
             "DiscretizedLogisticMixture": "logistic_mixture"}
 __all__ = list(_EXPORTS)

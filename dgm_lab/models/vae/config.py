@@ -30,4 +30,5 @@ class IWAEConfig(VAEConfig):
 SCHEMAS = {
     "vae": ModelSchema("dgm_lab.models.vae.VAE", VAEConfig, reads_eval=True),
     "iwae": ModelSchema("dgm_lab.models.vae.IWAE", IWAEConfig, reads_eval=True),
+    "cvae": ModelSchema("dgm_lab.models.vae.CVAE", VAEConfig, reads_eval=True),
 }

@@ -24,8 +24,8 @@ class IWAE(VAE):
         super().__init__(**kwargs)
         self.k = self.settings.k
 
-    def training_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        log_w = self.log_importance_weights(x, self.k)
+    def training_loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        log_w = self.log_importance_weights(x, self.k, labels)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.k)
         return {"loss": -bound.mean(), "elbo": log_w.mean(0).mean()}
 

@@ -1,8 +1,9 @@
 """Shared evaluation for models with a tractable bound on log p(x): ELBO, bits/dim, IWAE NLL.
 
-Subclasses implement ``elbo_terms(x) -> dict`` with per-example tensors ``elbo``, ``recon``
+Subclasses implement ``elbo_terms(x, labels) -> dict`` with per-example tensors ``elbo``, ``recon``
 (expected log-likelihood, nats), ``kl`` (nats) and optionally ``posterior_mean`` (B, D) and
-``kl_per_dim`` (B, D); and ``log_importance_weights(x, n) -> (n, B)`` for the IWAE estimate.
+``kl_per_dim`` (B, D); and ``log_importance_weights(x, n, labels) -> (n, B)`` for the IWAE estimate.
+``labels`` (B,) are the batch's labels: class-conditional models bound log p(x | y), others ignore them.
 """
 
 from __future__ import annotations
@@ -39,16 +40,17 @@ class LikelihoodModule(GenerativeModule):
         self._kl_dim_sum: torch.Tensor | None = None
 
     # -- to implement ----------------------------------------------------------------------
-    def elbo_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def elbo_terms(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def log_importance_weights(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+    def log_importance_weights(self, x: torch.Tensor, num_samples: int,
+                               labels: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     # -- evaluation ------------------------------------------------------------------------
     def _evaluate(self, batch, split: str) -> None:
-        x, _ = batch
-        terms = self.elbo_terms(x)
+        x, y = batch
+        terms = self.elbo_terms(x, y)
         n = x.shape[0]
         elbo = terms["elbo"].mean()
         self.log_dict(
@@ -61,16 +63,19 @@ class LikelihoodModule(GenerativeModule):
             kl_sum = terms["kl_per_dim"].detach().sum(0)
             self._kl_dim_sum = kl_sum if self._kl_dim_sum is None else self._kl_dim_sum + kl_sum
         if split == "test":
-            log_px = self.importance_weighted_log_px(x, self.iwae_k)
+            log_px = self.importance_weighted_log_px(x, self.iwae_k, y)
             self.log_dict({"test/nll_iwae": -log_px.mean().float(),
                            "test/bpd_iwae": bits_per_dim(-log_px.mean().float(), self.num_dims)},
                           on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
 
     @torch.no_grad()
-    def importance_weighted_log_px(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
-        """IWAE estimate of log p(x) in nats for each example of ``x`` (shape (B,), float64)."""
+    def importance_weighted_log_px(self, x: torch.Tensor, num_samples: int,
+                                   labels: torch.Tensor | None = None) -> torch.Tensor:
+        """IWAE estimate of log p(x) (log p(x | y) for conditional models) in nats for each example of
+        ``x`` (shape (B,), float64)."""
         chunk = max(1, self.iwae_batch // x.shape[0])
-        return importance_weighted_log_likelihood(lambda n: self.log_importance_weights(x, n), num_samples, chunk)
+        return importance_weighted_log_likelihood(lambda n: self.log_importance_weights(x, n, labels), num_samples,
+                                                  chunk)
 
     def _finish_epoch(self, split: str) -> None:
         if not self._posterior_means:

@@ -54,15 +54,22 @@ class VAE(LikelihoodModule):
         self.free_bits = settings.free_bits
         self.likelihood = likelihood
         c, *rest = self.data_shape
-        self.encoder = encoder(self.data_shape, (2 * latent_dim,))
-        self.decoder = decoder((latent_dim,), (likelihood.decoder_channels(c), *rest))
+        self.encoder = encoder(self.encoder_input_shape(), (2 * latent_dim,))
+        self.decoder = decoder(self.decoder_input_shape(), (likelihood.decoder_channels(c), *rest))
 
     # -- model -------------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # ``labels`` (B,) is what a class-conditional subclass (CVAE) conditions on; the VAE ignores it.
+    def encoder_input_shape(self) -> tuple[int, ...]:
+        return tuple(self.data_shape)
+
+    def decoder_input_shape(self) -> tuple[int, ...]:
+        return (self.latent_dim,)
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_var = self.encoder(x).float().chunk(2, dim=-1)
         return mean, log_var.clamp(*LOG_VAR_RANGE)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(z)
 
     def kl_weight(self) -> float:
@@ -75,28 +82,30 @@ class VAE(LikelihoodModule):
             factor = min(1.0, step / self.kl_warmup_steps)
         return self.beta * factor
 
-    def elbo_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        mean, log_var = self.encode(x)
+    def elbo_terms(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        mean, log_var = self.encode(x, labels)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
-        recon = self.likelihood.log_prob(self.decode(z), x)
+        recon = self.likelihood.log_prob(self.decode(z, labels), x)
         kl_per_dim = kl_to_standard_normal(mean, log_var)
         kl = kl_per_dim.sum(-1)
         return {"elbo": recon - kl, "recon": recon, "kl": kl, "kl_per_dim": kl_per_dim, "posterior_mean": mean}
 
-    def log_importance_weights(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+    def log_importance_weights(self, x: torch.Tensor, num_samples: int,
+                               labels: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x, z_i) - log q(z_i | x) for ``num_samples`` draws z_i ~ q(z | x); shape (n, B)."""
-        mean, log_var = self.encode(x)
+        mean, log_var = self.encode(x, labels)
         z = mean + torch.randn(num_samples, *mean.shape, device=mean.device) * torch.exp(0.5 * log_var)
         log_q = gaussian_log_density(z, mean, log_var)
         log_prior = standard_normal_log_density(z)
-        params = self.decode(z.reshape(-1, self.latent_dim))
+        repeated = None if labels is None else labels.repeat(num_samples)  # z is (n, B): sample-major
+        params = self.decode(z.reshape(-1, self.latent_dim), repeated)
         x_repeated = x.unsqueeze(0).expand(num_samples, *x.shape).reshape(-1, *x.shape[1:])
         log_lik = self.likelihood.log_prob(params, x_repeated).view(num_samples, -1)
         return log_lik + log_prior - log_q
 
     # -- training ---------------------------------------------------------------------------
-    def training_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        terms = self.elbo_terms(x)
+    def training_loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        terms = self.elbo_terms(x, labels)
         kl_per_dim = terms["kl_per_dim"].mean(0)
         if self.free_bits > 0:
             kl_per_dim = kl_per_dim.clamp(min=self.free_bits)
@@ -104,8 +113,8 @@ class VAE(LikelihoodModule):
         return {"loss": loss, "elbo": terms["elbo"].mean()}
 
     def training_step(self, batch, batch_idx):
-        x, _ = batch
-        out = self.training_loss(x)
+        x, y = batch
+        out = self.training_loss(x, y)
         self.log_train_step({"train/loss": out["loss"]}, prog_bar_key="train/loss")
         self.accumulate_epoch_mean("train/elbo", out["elbo"])
         return out["loss"]
