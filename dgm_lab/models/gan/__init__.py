@@ -1,6 +1,6 @@
 """Generative adversarial networks: the adversarial module every GAN preset shares
 (``model=gan|dcgan|wgan_gp|sngan|sngan_resnet|wgan_gp_resnet``), its losses and its generator /
-discriminator networks (MLP, DCGAN, ResNet)."""
+discriminator networks (MLP, DCGAN, ResNet); and the semi-supervised GAN (``model=ssgan``)."""
 
 from dgm_lab.models.gan.gan import GAN
 from dgm_lab.models.gan.networks import (
@@ -12,6 +12,8 @@ from dgm_lab.models.gan.networks import (
     ProjectionHead,
 )
 from dgm_lab.models.gan.resnet import ResNetDiscriminator, ResNetGenerator
+from dgm_lab.models.gan.ssgan import BatchNormMLPGenerator, NoisyMLPDiscriminator, SemiSupervisedGAN
 
 __all__ = ["GAN", "MLPGenerator", "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator", "LabelInput",
-           "ProjectionHead", "ResNetGenerator", "ResNetDiscriminator"]
+           "ProjectionHead", "ResNetGenerator", "ResNetDiscriminator", "SemiSupervisedGAN", "BatchNormMLPGenerator",
+           "NoisyMLPDiscriminator"]
