@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from dgm_lab import builders
 from dgm_lab.checkpoints import load_checkpoint
 from dgm_lab.config import validate
-from dgm_lab.data.contract import InMemoryImageData
+from dgm_lab.data.contract import InMemoryImageData, PartlyLabeled
 from dgm_lab.errors import CheckpointError, DivergedError
 from dgm_lab.run_folder import RunFolder, Summary, scalar_metrics
 
@@ -102,6 +102,8 @@ def _data_record(datamodule) -> dict:
               "shape": list(getattr(datamodule, "data_shape", []))}
     if isinstance(datamodule, InMemoryImageData):
         record["class_names"] = list(datamodule.class_names)
+    if isinstance(datamodule, PartlyLabeled) and (datamodule.num_labeled or datamodule.labeled_per_batch):
+        record["labels"] = datamodule.label_record()  # loads the data: a bad num_labeled stops the run here
     return record
 
 

@@ -18,6 +18,12 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
+from dgm_lab.data.labeled import (
+    LabeledDrawBatchSampler,
+    balanced_subset,
+    check_label_options,
+    hide_labels,
+)
 from dgm_lab.errors import ConfigError
 
 BINARIZE_MODES = ("none", "static", "dynamic")
@@ -53,6 +59,10 @@ class TensorDataModule(pl.LightningDataModule):
     Subclasses implement ``load_splits()`` returning ``{"train"|"val"|"test": (images, labels)}``
     with images float32 in [0, 1], shaped (N, C, H, W).
 
+    Labels (``dgm_lab.data.contract.PartlyLabeled``): ``num_labeled`` keeps the labels of that many
+    training images, balanced over the classes and chosen with ``label_seed``; the others get
+    ``UNLABELED``. ``labeled_per_batch`` appends that many labelled draws to every training batch.
+
     Binarization (for Bernoulli likelihoods):
       * ``none``: grey levels are kept.
       * ``static``: every split is binarized once with a fixed seed (DATA_SEED).
@@ -72,8 +82,12 @@ class TensorDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         train_subset: int | None = None,
         data_dir: str | None = None,
+        num_labeled: int | None = None,
+        label_seed: int = DATA_SEED,
+        labeled_per_batch: int = 0,
     ):
         super().__init__()
+        check_label_options(num_labeled, label_seed, labeled_per_batch)
         if binarize not in BINARIZE_MODES:
             raise ConfigError(f"data.binarize={binarize!r} is not one of {', '.join(BINARIZE_MODES)}.")
         if batch_size < 1:
@@ -86,6 +100,9 @@ class TensorDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.train_subset = train_subset
         self.data_dir = data_dir
+        self.num_labeled, self.label_seed, self.labeled_per_batch = num_labeled, label_seed, labeled_per_batch
+        self._labeled_index: torch.Tensor | None = None
+        self._train_labels: torch.Tensor | None = None  # every training label, for evaluation references only
         self.batches_per_step = 1
         self.fingerprint = self.name  # a fixed dataset; datamodules whose content depends on arguments set their own
         self.splits: dict[str, TensorBatches] = {}
@@ -108,12 +125,35 @@ class TensorDataModule(pl.LightningDataModule):
         for split, (images, labels) in self.load_splits().items():
             if split == "train" and self.train_subset:
                 images, labels = images[: self.train_subset], labels[: self.train_subset]
+            if split == "train":
+                labels = self._keep_labels(labels.long())
             binarize_now = self.binarize == "static" or (self.binarize == "dynamic" and split != "train")
             if self.binarize != "none":  # samples are compared with grey levels, not with their binarization
                 self._grey_levels[split] = to_uint8(images)
             if binarize_now:
                 images = torch.bernoulli(images, generator=generator)
             self.splits[split] = TensorBatches(images.contiguous(), labels.long())
+
+    def _keep_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """The training labels the model may see: all, or the balanced subset of ``num_labeled``."""
+        self._train_labels = labels
+        if self.num_labeled is None:
+            self._labeled_index = torch.arange(len(labels))
+            return labels
+        self._labeled_index = balanced_subset(labels, self.num_labeled, self.num_classes, self.label_seed, self.name)
+        return hide_labels(labels, self._labeled_index)
+
+    # -- the labelled-subset contract (dgm_lab.data.contract.PartlyLabeled) ----------------
+    def labeled_indices(self) -> torch.Tensor:
+        self.setup()
+        return self._labeled_index
+
+    def label_record(self) -> dict:
+        self.setup()
+        kept = self._train_labels[self._labeled_index]
+        return {"num_labeled": self.num_labeled, "label_seed": self.label_seed,
+                "labeled_per_batch": self.labeled_per_batch, "num_train": len(self._train_labels),
+                "labeled_per_class": torch.bincount(kept, minlength=self.num_classes).tolist()}
 
     # -- the data contract (dgm_lab.data.contract.InMemoryImageData) ---------------------
     @property
@@ -137,7 +177,9 @@ class TensorDataModule(pl.LightningDataModule):
         images = self._grey_levels.get(split)
         if images is None:
             images = to_uint8(self.splits[split].images[:limit])
-        return images[:limit], self.splits[split].labels[:limit]
+        # References are for evaluation (the real-data baseline of CAS): every label, never hidden ones.
+        labels = self._train_labels if split == "train" else self.splits[split].labels
+        return images[:limit], labels[:limit]
 
     def set_batches_per_step(self, count: int) -> None:
         if count < 1:
@@ -155,7 +197,8 @@ class TensorDataModule(pl.LightningDataModule):
         self.setup()
         dataset = self.splits[split]
         trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
+        distributed = trainer is not None and trainer.world_size > 1
+        if distributed:
             # Each rank sees its own shard; the caller disables Lightning's sampler injection.
             sampler = DistributedSampler(
                 dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=shuffle,
@@ -164,6 +207,9 @@ class TensorDataModule(pl.LightningDataModule):
         else:
             sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
         batches = EpochBatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
+        if split == "train" and self.labeled_per_batch:
+            batches = LabeledDrawBatchSampler(batches, self._labeled_index, self.labeled_per_batch,
+                                              self.batches_per_step, trainer.global_rank if distributed else 0)
         return DataLoader(
             dataset,
             sampler=batches,

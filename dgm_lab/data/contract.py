@@ -11,6 +11,17 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+UNLABELED = -1
+"""The label of a training example whose label is hidden (``data.num_labeled``). Training batches
+stay ``(x, y)``; rows with ``y == UNLABELED`` are unlabelled. Validation and test labels are never
+hidden. Models that do not use labels ignore ``y``; class-conditional models that need a label for
+every example refuse partly labelled data (see ``PartlyLabeled``)."""
+
+
+def labeled_mask(labels: torch.Tensor) -> torch.Tensor:
+    """Boolean (N,): True where the label is known (``labels != UNLABELED``)."""
+    return labels != UNLABELED
+
 
 @runtime_checkable
 class InMemoryImageData(Protocol):
@@ -40,6 +51,32 @@ class InMemoryImageData(Protocol):
         """Training batches hold ``batch_size * count`` examples from now on, so a model that
         takes ``count`` micro-batches per optimizer iteration (a GAN's n_critic x accumulate)
         receives them in one Lightning batch. Idempotent: the count replaces the previous one."""
+
+
+@runtime_checkable
+class PartlyLabeled(Protocol):
+    """A datamodule that can hide training labels (``data.num_labeled``) and add labelled draws to
+    every training batch (``data.labeled_per_batch``).
+
+    ``num_labeled``: None when every training label is kept, else the number kept, balanced over the
+    classes and chosen with ``data.label_seed`` (the training seed never changes the subset).
+    ``labeled_per_batch``: 0, or M: each training micro-batch (``batch_size`` rows of the whole
+    split, labels kept where known) is followed by M rows drawn with replacement from the labelled
+    examples, so a model always sees M labelled rows; with ``set_batches_per_step(k)`` a Lightning
+    batch holds k such micro-batches, each ``batch_size + M`` rows, in order (``tensor_split(k)``
+    recovers them). ``labeled_mask(y)`` finds the labelled rows either way.
+    """
+
+    num_labeled: int | None
+    labeled_per_batch: int
+
+    def labeled_indices(self) -> torch.Tensor:
+        """Indices into the training split of the examples whose labels are kept (all of them when
+        ``num_labeled`` is None)."""
+
+    def label_record(self) -> dict:
+        """What summary.json records of the labelled subset: num_labeled, label_seed,
+        labeled_per_batch and the number kept per class."""
 
 
 @runtime_checkable

@@ -40,7 +40,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from dgm_lab.data.contract import InMemoryImageData
+from dgm_lab.data.contract import InMemoryImageData, PartlyLabeled
 from dgm_lab.errors import require
 from dgm_lab.models.base import GenerativeModule
 from dgm_lab.models.gan.config import GANConfig
@@ -188,6 +188,11 @@ class GAN(GenerativeModule):
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if stage != "fit" or datamodule is None:
             return
+        # A conditional G and D need the label of every real image; hidden labels (y = -1) have none.
+        require(not (self.conditional and isinstance(datamodule, PartlyLabeled) and datamodule.num_labeled),
+                f"model.conditional=true needs the label of every training image, but data.num_labeled="
+                f"{getattr(datamodule, 'num_labeled', None)} hides most of them; remove data.num_labeled, or use a "
+                "semi-supervised model.")
         per_iteration = self.n_critic * self.accumulate
         if isinstance(datamodule, InMemoryImageData):
             datamodule.set_batches_per_step(per_iteration)
