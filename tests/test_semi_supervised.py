@@ -7,7 +7,9 @@ the closed forms of the Bernoulli likelihood and the Gaussian KL); the models en
 
 from __future__ import annotations
 
+import csv
 import functools
+import json
 import math
 
 import numpy as np
@@ -15,12 +17,14 @@ import pytest
 import torch
 from scipy.special import log_softmax, logsumexp
 
+from dgm_lab.checkpoints import load_checkpoint
 from dgm_lab.data.contract import UNLABELED
 from dgm_lab.errors import ConfigError
 from dgm_lab.models.gan import BatchNormMLPGenerator, NoisyMLPDiscriminator, SemiSupervisedGAN
 from dgm_lab.models.networks import MLP
 from dgm_lab.models.vae import M2, Bernoulli
 from dgm_lab.models.vae.m2 import unlabelled_bound
+from tests.conftest import FAST, run_cli, train_run
 
 
 def tiny_m2(**settings) -> M2:
@@ -162,3 +166,51 @@ def test_ssgan_losses_match_the_k_plus_1_class_softmax_by_hand():
     matching = float(model.feature_matching_loss(x[unlabelled]).detach())
     expected_matching = np.mean((features_real[unlabelled].mean(0) - features_fake.mean(0)) ** 2)
     assert matching == pytest.approx(expected_matching, rel=1e-5)
+
+
+# End to end through dgm-train: 256 digits, 50 of them labelled, 8 labelled draws in every batch.
+PARTLY_LABELLED = ["data=digits", "data.train_subset=256", "data.num_labeled=50", "data.labeled_per_batch=8",
+                   "trainer.max_epochs=2", "eval.iwae_k=8", "logger=none", "trainer.accelerator=cpu",
+                   "callbacks.progress_bar.refresh_rate=0"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+def test_m2_and_ssgan_train_end_to_end_on_partly_labelled_digits(tmp_path):
+    result = run_cli("dgm-train", "-m", "model=m2,ssgan", *PARTLY_LABELLED, f"hydra.sweep.dir={tmp_path}",
+                     env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = {s["config"]["model"]["_target_"].rsplit(".", 1)[-1]: s
+                 for s in (json.loads(p.read_text()) for p in tmp_path.glob("*/summary.json"))}
+    assert set(summaries) == {"M2", "SemiSupervisedGAN"}
+    for name, summary in summaries.items():
+        assert summary["status"] == "completed", summary.get("error")
+        metrics = summary["metrics"]
+        for split in ("val", "test"):
+            assert 0.0 <= metrics[f"{split}/error"] <= 1.0, (name, split)
+        assert summary["best"]["monitor"] == "val/error"  # the best checkpoint is the best classifier
+    m2 = summaries["M2"]["metrics"]
+    assert m2["test/elbo"] < 0 and m2["test/nll_iwae"] > 0 and "train/classification_loss" in m2
+    with open(tmp_path / summaries["SemiSupervisedGAN"]["run_dir"].rsplit("/", 1)[-1] / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/supervised_loss")]
+    assert rows and all(float(r["train/supervised_loss"]) > 0 and r["train/unsupervised_loss"] for r in rows)
+
+
+def test_m1_m2_trains_on_the_frozen_codes_of_a_vae_run(tmp_path):
+    vae_run, m1m2_run = tmp_path / "m1", tmp_path / "m1m2"
+    train_run(vae_run, "model=vae", "model.latent_dim=4", "data.train_subset=256")
+    summary = train_run(m1m2_run, "model=m2", f"model.m1_ckpt={vae_run}", "model.latent_dim=3",
+                        "model.likelihood._target_=dgm_lab.models.vae.Gaussian",
+                        *[o for o in PARTLY_LABELLED if not o.startswith(("logger", "trainer.accelerator"))],
+                        fast=True)
+    assert summary["status"] == "completed", summary.get("error")
+    assert 0.0 <= summary["metrics"]["test/error"] <= 1.0 and "test/nll_iwae" not in summary["metrics"]
+    # M1's encoder and decoder are in M2's checkpoint, unchanged by training
+    m1 = load_checkpoint(vae_run / "checkpoints" / "last.ckpt")["state_dict"]
+    m2 = load_checkpoint(m1m2_run / "checkpoints" / "last.ckpt")["state_dict"]
+    assert m1.keys() == {k.removeprefix("m1.") for k in m2 if k.startswith("m1.")}
+    assert all(torch.equal(m1[k], m2[f"m1.{k}"]) for k in m1)
+    # an M1 path that is not there: one sentence, exit code 2, no traceback
+    missing = run_cli("dgm-train", *FAST, "model=m2", f"model.m1_ckpt={tmp_path / 'nowhere'}",
+                      "model.likelihood._target_=dgm_lab.models.vae.Gaussian", f"hydra.run.dir={tmp_path / 'bad'}")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "nowhere does not exist" in missing.stderr

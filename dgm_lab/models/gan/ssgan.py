@@ -40,6 +40,7 @@ from dgm_lab.models.base import GenerativeModule
 from dgm_lab.models.gan.config import SSGANConfig
 from dgm_lab.models.shapes import as_shape
 
+
 class GaussianNoise(nn.Module):
     """Adds N(0, std^2) noise in training mode; the identity in evaluation mode."""
 
