@@ -176,7 +176,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def test_m2_and_ssgan_train_end_to_end_on_partly_labelled_digits(tmp_path):
-    result = run_cli("dgm-train", "-m", "model=m2,ssgan", *PARTLY_LABELLED, f"hydra.sweep.dir={tmp_path}",
+    result = run_cli("dgm-train", "-m", "model=m2,ssgan", *PARTLY_LABELLED, "trainer.log_every_n_steps=1",
+                     f"hydra.sweep.dir={tmp_path}",
                      env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = {s["config"]["model"]["_target_"].rsplit(".", 1)[-1]: s
@@ -193,6 +194,7 @@ def test_m2_and_ssgan_train_end_to_end_on_partly_labelled_digits(tmp_path):
     with open(tmp_path / summaries["SemiSupervisedGAN"]["run_dir"].rsplit("/", 1)[-1] / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("train/supervised_loss")]
     assert rows and all(float(r["train/supervised_loss"]) > 0 and r["train/unsupervised_loss"] for r in rows)
+    assert summaries["SemiSupervisedGAN"]["timing"]["iterations"] == 2 * 4  # one per step, not per optimizer
 
 
 def test_m1_m2_trains_on_the_frozen_codes_of_a_vae_run(tmp_path):

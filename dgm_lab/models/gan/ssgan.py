@@ -122,6 +122,11 @@ class SemiSupervisedGAN(GenerativeModule):
         self.latent_dim, self.unsupervised_weight = settings.latent_dim, settings.unsupervised_weight
         self.generator = generator(latent_dim=self.latent_dim, out_shape=self.data_shape)
         self.discriminator = discriminator(in_shape=self.data_shape, num_classes=self.num_classes)
+        self.generator_steps = 0  # training iterations: Lightning's global_step counts both optimizers' steps
+
+    @property
+    def training_iterations(self) -> int:
+        return self.generator_steps
 
     def optimized_parameters(self) -> dict:
         return {"generator_optimizer": self.generator.parameters(),
@@ -168,6 +173,7 @@ class SemiSupervisedGAN(GenerativeModule):
         self.manual_backward(g_loss)  # also reaches D: those gradients are discarded
         g_opt.step()
         d_opt.zero_grad(set_to_none=True)
+        self.generator_steps += 1
 
         metrics = {"train/d_loss": d_out["loss"].detach(), "train/g_loss": g_loss.detach(),
                    "train/supervised_loss": d_out["supervised"], "train/unsupervised_loss": d_out["unsupervised"]}
@@ -189,6 +195,14 @@ class SemiSupervisedGAN(GenerativeModule):
 
     def test_step(self, batch, batch_idx):
         self._evaluate(batch, "test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["ssgan"] = {"generator_steps": self.generator_steps}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.generator_steps = int(checkpoint.get("ssgan", {}).get("generator_steps", 0))
 
     # -- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
