@@ -13,7 +13,8 @@ from torch import nn
 from dgm_lab.errors import ConfigError
 from dgm_lab.models.shapes import as_shape, image_shape
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU,
+               "softplus": nn.Softplus}
 
 
 def activation(name: str) -> nn.Module:

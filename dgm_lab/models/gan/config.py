@@ -1,4 +1,4 @@
-"""Settings of the GAN family (``model=gan|dcgan|wgan_gp|sngan``); the generator and the
+"""Settings of the GAN family (``model=gan|dcgan|wgan_gp|sngan|ssgan``); the generator and the
 discriminator are ``_target_`` nodes of the YAML files (``conf/model/gan_networks``)."""
 
 from __future__ import annotations
@@ -55,4 +55,13 @@ class GANConfig(ModelSettings):
                 "model.spectral_norm=true.")
 
 
-SCHEMAS = {"gan": ModelSchema("dgm_lab.models.gan.GAN", GANConfig, reads_eval=False)}
+@dataclass
+class SSGANConfig(ModelSettings):
+    """The semi-supervised GAN with feature matching (Salimans et al. 2016), ``model=ssgan``."""
+
+    latent_dim: int = setting(100, minimum=1)  # size of z ~ U(0, 1)
+    unsupervised_weight: float = setting(1.0, minimum=0)  # weight of the real-vs-generated loss (paper: 1)
+
+
+SCHEMAS = {"gan": ModelSchema("dgm_lab.models.gan.GAN", GANConfig, reads_eval=False),
+           "ssgan": ModelSchema("dgm_lab.models.gan.SemiSupervisedGAN", SSGANConfig, reads_eval=False)}
