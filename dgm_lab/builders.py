@@ -55,9 +55,13 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """The ``callbacks`` group, plus the sample-quality evaluator of the ``metrics`` group (inert
-    unless a metric is selected), which is the run's own and stays on with ``callbacks=none``."""
+    """The ``callbacks`` group, plus the run's own, which stay on with ``callbacks=none``: the
+    sample-quality evaluator of the ``metrics`` group (inert unless a metric is selected) and
+    the preemption handling (SIGTERM/SIGINT: an interrupted checkpoint and status)."""
+    from dgm_lab.preemption import Preemption
+
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
+    callbacks.append(Preemption())
     if cfg.get("metrics") is not None:
         from dgm_lab.callbacks.sample_quality import SampleQuality
 

@@ -10,7 +10,7 @@ import sys
 import hydra
 
 from dgm_lab.config import CONF_DIR, register_resolvers
-from dgm_lab.errors import DivergedError, UserError
+from dgm_lab.errors import DivergedError, Interrupted, UserError
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
@@ -28,6 +28,8 @@ def reports_user_errors(prog: str):
                 _fail(prog, str(error), EXIT_USER_ERROR)
             except DivergedError as error:
                 _fail(prog, f"training diverged: {error}", EXIT_DIVERGED)
+            except Interrupted as error:  # preempted: 128 + signal number, as a shell reports a killed job
+                _fail(prog, str(error), error.exit_code)
 
         return run
 

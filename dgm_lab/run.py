@@ -23,6 +23,7 @@ from dgm_lab.checkpoints import load_checkpoint
 from dgm_lab.config import validate
 from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.errors import CheckpointError, DivergedError
+from dgm_lab.preemption import interruption
 from dgm_lab.run_folder import RunFolder, Summary, scalar_metrics
 
 log = logging.getLogger("dgm_lab")
@@ -80,6 +81,10 @@ def train(cfg: DictConfig) -> Summary:
         summary.status, summary.error = "diverged", str(error)
         raise
     except BaseException as error:
+        interrupted = interruption(error, callbacks, str(folder.path))
+        if interrupted is not None:
+            summary.status, summary.error = "interrupted", str(interrupted)
+            raise interrupted from None
         summary.status, summary.error = "failed", f"{type(error).__name__}: {error}"
         raise
     finally:
