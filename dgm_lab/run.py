@@ -23,6 +23,7 @@ from dgm_lab.checkpoints import load_checkpoint
 from dgm_lab.config import validate
 from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.errors import CheckpointError, DivergedError
+from dgm_lab.files import write_atomically
 from dgm_lab.preemption import interruption
 from dgm_lab.run_folder import RunFolder, Summary, scalar_metrics
 
@@ -139,8 +140,8 @@ def _fill_monitor(cfg: DictConfig) -> None:
 
 
 def _save_resolved(cfg: DictConfig, folder: RunFolder) -> None:
-    if not folder.config.exists():  # a resumed run keeps the config it started with
-        OmegaConf.save(cfg, folder.config, resolve=True)
+    if not folder.config.exists():  # a resumed run keeps the config it started with; a kill leaves none or all
+        write_atomically(folder.config, lambda temporary: OmegaConf.save(cfg, temporary, resolve=True))
 
 
 def _resume_checkpoint(cfg: DictConfig, folder: RunFolder) -> str | None:
