@@ -100,4 +100,9 @@ def start_wandb(logger, node):
 
 
 def build_trainer(cfg: DictConfig, callbacks, loggers) -> pl.Trainer:
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    from dgm_lab.callbacks.divergence import TRAINER_SETTINGS
+
+    node = OmegaConf.create(OmegaConf.to_container(cfg.trainer, resolve=True))
+    for key in TRAINER_SETTINGS:  # the divergence guard's settings, kept with the trainer's for users
+        node.pop(key, None)
+    return instantiate(node, callbacks=callbacks, logger=loggers)

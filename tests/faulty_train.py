@@ -4,7 +4,9 @@
 - ``DGM_TEST_WRITE_PAUSE_S=<s>``: every checkpoint write stops halfway through its bytes for s
   seconds, so that a test can kill the process in the middle of a write;
 - ``DGM_TEST_WRITE_FAIL_AFTER=<n>``: the n-th checkpoint write (1-based) fails halfway with
-  ENOSPC, as on a full disk.
+  ENOSPC, as on a full disk;
+- ``DGM_TEST_NAN_AT_STEPS=3,4``: the VAE's training loss is NaN at those global steps (its
+  gradients then are too), as a diverging batch.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 import torch
 
 from dgm_lab import checkpoint_io
+from dgm_lab.models.vae.vae import VAE
 from dgm_lab.train import main
 
 PAUSE_S = float(os.environ.get("DGM_TEST_WRITE_PAUSE_S", "0"))
@@ -40,6 +43,17 @@ def faulty_write(self, checkpoint, temporary) -> None:
 
 
 checkpoint_io.AtomicCheckpointIO.write = faulty_write
+
+NAN_AT_STEPS = {int(step) for step in os.environ.get("DGM_TEST_NAN_AT_STEPS", "").split(",") if step}
+original_training_step = VAE.training_step
+
+
+def training_step_with_nan(self, batch, batch_idx):
+    loss = original_training_step(self, batch, batch_idx)
+    return loss * float("nan") if self.global_step in NAN_AT_STEPS else loss
+
+
+VAE.training_step = training_step_with_nan
 
 if __name__ == "__main__":
     main()
