@@ -45,6 +45,22 @@ def load_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
+def check_weights_fit(checkpoint: dict, model, path: Path) -> None:
+    """``ckpt_path=`` of another model, or of the same model with another ``latent_dim``/width: one
+    sentence naming the first difference, before Lightning's strict load would fail with a traceback."""
+    own, theirs = model.state_dict(), checkpoint["state_dict"]
+    missing = [key for key in own if key not in theirs]
+    unexpected = [key for key in theirs if key not in own]
+    resized = [f"{key} {tuple(theirs[key].shape)} vs {tuple(own[key].shape)}" for key in own
+               if key in theirs and theirs[key].shape != own[key].shape]
+    if missing or unexpected or resized:
+        saved = ((checkpoint.get("dgm_config") or {}).get("model") or {}).get("_target_", "another model")
+        first = (f"shapes differ: {resized[0]}" if resized else
+                 f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}")
+        raise CheckpointError(f"ckpt_path {path} holds weights of {saved} that do not fit this run's model ({first}); "
+                              "pass a checkpoint of the same model and settings, or drop ckpt_path=.")
+
+
 def relocate_data_paths(cfg: DictConfig, data_dir: str) -> None:
     """Point the data of a saved config at this machine's data folder: ``data.data_dir`` and every
     ``data.*`` path under the training machine's ``paths.data_dir`` (an image folder's ``root``...)."""

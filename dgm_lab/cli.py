@@ -47,4 +47,18 @@ def _fail(prog: str, message: str, code: int):
 def hydra_main(config_name: str, task) -> None:
     """Run ``task`` (a function of the composed config) as the Hydra app of ``conf/<config_name>.yaml``."""
     register_resolvers()
-    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)()
+    started = []
+
+    @functools.wraps(task)
+    def marked(cfg):
+        started.append(True)
+        return task(cfg)
+
+    try:
+        hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(marked)()
+    except SystemExit as exit:
+        # Hydra exits 1 after printing its message for a bad override or config name, before the
+        # task starts: a usage error, so the usage exit code (a crash inside the task stays 1).
+        if exit.code == 1 and not started:
+            sys.exit(EXIT_USER_ERROR)
+        raise

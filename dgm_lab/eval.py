@@ -19,6 +19,7 @@ from dgm_lab import builders
 from dgm_lab.checkpoints import load_checkpoint, rebuild, resolve_checkpoint
 from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.errors import ConfigError
+from dgm_lab.files import write_atomically
 from dgm_lab.metrics import specs
 from dgm_lab.metrics.image_files import load_image_files
 from dgm_lab.metrics.sample_quality import evaluate_for_cli
@@ -36,6 +37,11 @@ def evaluate(cfg: DictConfig) -> dict:
         return _evaluate_images(cfg, settings, started)
     if not cfg.get("ckpt_path"):
         raise ConfigError("pass ckpt_path=<checkpoint file or run folder>, or images=<folder or .npz> data=<dataset>.")
+    given = [group for group in ("model", "data") if cfg.get(group) is not None]
+    if given:  # they would be silently ignored: the checkpoint's own config rebuilds both
+        raise ConfigError(f"dgm-eval ckpt_path= rebuilds the model and its data from the checkpoint's config, so "
+                          f"{' and '.join(g + '=' for g in given)} would be ignored: remove them "
+                          "(data= goes with images=; paths.data_dir= points at another data folder).")
     ckpt_file, run_folder = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(ckpt_file)
     pl.seed_everything(cfg.seed, verbose=False)
@@ -66,6 +72,10 @@ def _evaluate_images(cfg: DictConfig, settings, started: float) -> dict:
                           "metrics=[fid,is,kid,prc].")
     images = load_image_files(cfg.images)
     datamodule = builders.build_datamodule(cfg)
+    expected = tuple(datamodule.data_shape)
+    if tuple(images.shape[1:]) != expected:
+        raise ConfigError(f"images={cfg.images} are {tuple(images.shape[1:])} (C, H, W) but data={datamodule.name} images "
+                          f"are {expected}; score them against a dataset of their own shape.")
     scores, quality = evaluate_for_cli(settings, datamodule, cfg.split, images=images,
                                        source={"source": str(Path(cfg.images).resolve())})
     record = {"images": str(Path(cfg.images).resolve()), "split": cfg.split, "seed": cfg.seed,
@@ -75,8 +85,8 @@ def _evaluate_images(cfg: DictConfig, settings, started: float) -> dict:
 
 
 def _write(record: dict, out: Path) -> dict:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
+    text = json.dumps(record, indent=2)
+    write_atomically(out, lambda temporary: temporary.write_text(text))
     record["path"] = str(out)
     return record
 

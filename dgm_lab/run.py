@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dgm_lab import builders
-from dgm_lab.checkpoints import load_checkpoint
+from dgm_lab.checkpoints import check_weights_fit, load_checkpoint
 from dgm_lab.config import validate
 from dgm_lab.data.contract import InMemoryImageData
 from dgm_lab.errors import CheckpointError, DivergedError
@@ -67,7 +67,7 @@ def train(cfg: DictConfig) -> Summary:
         trainer = builders.build_trainer(cfg, callbacks, loggers)
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        ckpt_path = _resume_checkpoint(cfg, folder)
+        ckpt_path = _resume_checkpoint(cfg, folder, model)
         fit_started = time.time()
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         summary.timing = _fit_timing(time.time() - fit_started, model)
@@ -144,7 +144,7 @@ def _save_resolved(cfg: DictConfig, folder: RunFolder) -> None:
         write_atomically(folder.config, lambda temporary: OmegaConf.save(cfg, temporary, resolve=True))
 
 
-def _resume_checkpoint(cfg: DictConfig, folder: RunFolder) -> str | None:
+def _resume_checkpoint(cfg: DictConfig, folder: RunFolder, model) -> str | None:
     """The checkpoint to continue from, checked readable before training starts."""
     path = None
     if cfg.get("ckpt_path"):
@@ -154,7 +154,7 @@ def _resume_checkpoint(cfg: DictConfig, folder: RunFolder) -> str | None:
     elif cfg.get("resume"):
         path = folder.last_checkpoint if folder.last_checkpoint.exists() else None
     if path is not None:
-        load_checkpoint(path)
+        check_weights_fit(load_checkpoint(path), model, path)
     return str(path) if path else None
 
 
