@@ -3,6 +3,7 @@ so a model can be rebuilt from the file alone; loading is always ``weights_only=
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,6 +37,9 @@ def load_checkpoint(path: Path) -> dict:
     """``torch.load(weights_only=True)`` with one clear sentence for a corrupt or foreign file."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # not a torch file, or one holding objects that are never unpickled
+        raise CheckpointError(f"checkpoint {path} could not be read with weights_only=True; it is corrupt, truncated "
+                              "or not a dgm-lab checkpoint: use another file from the run's checkpoints/ folder.") from None
     except Exception as error:  # torch raises many types for a bad file; all mean the same to the user
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {path} could not be read ({first}); it is corrupt or truncated: "

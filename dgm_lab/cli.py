@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 
 import hydra
 
@@ -44,9 +45,29 @@ def _fail(prog: str, message: str, code: int):
     sys.exit(code)
 
 
+def unwritable_output(args: list[str]) -> str | None:
+    """Why the folder of a ``hydra.run.dir=``/``hydra.sweep.dir=`` override cannot be written, or None.
+    Checked before Hydra, which would create it and report a failure with a traceback."""
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "$" in value:
+            continue
+        existing = Path(value).expanduser().absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"cannot create the output folder {value}: {existing} is a file; choose another {key}."
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"cannot write the output folder {value}: {existing} is not writable; choose another {key}."
+    return None
+
+
 def hydra_main(config_name: str, task) -> None:
     """Run ``task`` (a function of the composed config) as the Hydra app of ``conf/<config_name>.yaml``."""
     register_resolvers()
+    problem = unwritable_output(sys.argv[1:])
+    if problem:
+        _fail(f"dgm-{config_name}", problem, EXIT_USER_ERROR)
     started = []
 
     @functools.wraps(task)

@@ -25,10 +25,12 @@ from dgm_lab.metrics.image_files import load_image_files
 from dgm_lab.metrics.sample_quality import evaluate_for_cli
 from dgm_lab.metrics.settings import Settings
 from dgm_lab.run_folder import EVAL_RECORD, RunFolder, scalar_metrics
+from dgm_lab.settings import check_seed
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.split``; returns and writes the eval record."""
+    check_seed(cfg.get("seed"))
     if cfg.split not in ("val", "test"):
         raise ConfigError(f"split must be val or test, got {cfg.split!r}.")
     started = time.time()

@@ -14,8 +14,9 @@ def _positive_int(value) -> bool:
 
 
 def check_seed(seed) -> None:
-    """``seed``: an integer (pl.seed_everything would fail on ``seed=abc`` deep inside)."""
-    require(isinstance(seed, int) and not isinstance(seed, bool), f"seed must be an integer, got seed={seed!r}.")
+    """``seed``: an integer numpy accepts (pl.seed_everything would fail on ``seed=abc`` or -1 deep inside)."""
+    require(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32,
+            f"seed must be an integer from 0 to {2**32 - 1}, got seed={seed!r}.")
 
 
 @dataclass(frozen=True)
