@@ -57,11 +57,13 @@ def build_model(cfg: DictConfig) -> pl.LightningModule:
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     """The ``callbacks`` group, plus the run's own, which stay on with ``callbacks=none``: the
     sample-quality evaluator of the ``metrics`` group (inert unless a metric is selected) and
-    the preemption handling (SIGTERM/SIGINT: an interrupted checkpoint and status)."""
+    the preemption handling (SIGTERM/SIGINT: an interrupted checkpoint and status) and the
+    validation metrics a resumed run reports."""
+    from dgm_lab.callbacks.validation_record import ValidationRecord
     from dgm_lab.preemption import Preemption
 
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
-    callbacks.append(Preemption())
+    callbacks += [Preemption(), ValidationRecord()]
     if cfg.get("metrics") is not None:
         from dgm_lab.callbacks.sample_quality import SampleQuality
 

@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dgm_lab import builders
+from dgm_lab.callbacks.validation_record import carried_metrics
 from dgm_lab.checkpoints import check_weights_fit, load_checkpoint
 from dgm_lab.config import validate
 from dgm_lab.data.contract import InMemoryImageData
@@ -90,7 +91,7 @@ def train(cfg: DictConfig) -> Summary:
         raise
     finally:
         if trainer is not None:
-            summary.metrics = {**scalar_metrics(trainer.callback_metrics), **summary.metrics}
+            summary.metrics = {**carried_metrics(callbacks), **scalar_metrics(trainer.callback_metrics), **summary.metrics}
             summary.best = _best(trainer)
             summary.global_step = trainer.global_step
         summary.diagnostics = _diagnostics(model, callbacks)

@@ -149,4 +149,5 @@ def test_many_random_kills_resume_to_the_uninterrupted_result(tmp_path, family):
         landed += survive(run_dir, overrides, random_kills(rng, rng.randint(1, 4)))
         assert_identical(run_dir, expected)
         runs += 1
+        print(f"{family}: chain {runs} resumed to identical results, {landed} kills so far", flush=True)
     print(f"{family}: {landed} kills in {runs} runs, all resumed to identical weights and metrics")
