@@ -13,20 +13,25 @@ This module adds what a scheduler and a user need on top:
   that is where a resumed run is exactly the straight one (the train loader is not resumable
   mid-epoch: the partial epoch is trained again);
 - the run ends with ``status: "interrupted"`` in summary.json, one sentence and exit code
-  128 + the signal's number (143 for SIGTERM, 130 for SIGINT), which schedulers read as "killed".
+  128 + the signal's number (143 for SIGTERM, 130 for SIGINT), which schedulers read as "killed";
+- a requeued SLURM job (same job id, ``SLURM_RESTART_COUNT`` >= 1) resumes its own run folder when
+  it runs the same ``dgm-train`` command again.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
+from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dgm_lab.errors import Interrupted
-from dgm_lab.run_folder import CHECKPOINTS
+from dgm_lab.files import write_atomically
+from dgm_lab.run_folder import CHECKPOINTS, RunFolder
 
 INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
 
@@ -86,3 +91,40 @@ def interruption(error: BaseException, callbacks: list, run_dir: str) -> Interru
     message = (f"interrupted by {signal_name}: {saved}continue with dgm-train resume={run_dir} "
                "(it restarts from the last completed epoch).")
     return Interrupted(signal_name, 128 + getattr(signal, signal_name).value, message)
+
+
+# -- SLURM requeue: the requeued job continues its own run folder -------------------------------
+SLURM_JOBS = ".slurm-jobs"  # under paths.log_dir: one file per job id, naming its run folder
+
+
+def remember_slurm_run(run_dir: str, log_dir: str) -> None:
+    """Under SLURM, note which run folder this job trains in, so that its requeued self finds it."""
+    job = slurm_job_id()
+    if job:
+        record = Path(log_dir) / SLURM_JOBS / job
+        write_atomically(record, lambda temporary: temporary.write_text(str(run_dir)))
+
+
+def requeued_run(run_dir: str, log_dir: str) -> str | None:
+    """The run folder a requeued SLURM job (``SLURM_RESTART_COUNT`` >= 1) continues: its own
+    ``hydra.run.dir`` when that already holds a run, else the folder it noted on its first start."""
+    job = slurm_job_id()
+    if not job or int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1:
+        return None
+    if RunFolder(run_dir).config.exists():
+        return run_dir
+    record = Path(log_dir) / SLURM_JOBS / job
+    previous = record.read_text().strip() if record.is_file() else ""
+    if previous and RunFolder(previous).config.exists():
+        left = Path(run_dir)  # the fresh folder Hydra made for this start: only its .hydra and log
+        if left.is_dir() and {p.name for p in left.iterdir()} <= {".hydra", "train.log"}:
+            shutil.rmtree(left, ignore_errors=True)
+        return previous
+    return None
+
+
+def slurm_job_id() -> str | None:
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array_job:
+        return f"{array_job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
+    return os.environ.get("SLURM_JOB_ID") or None

@@ -20,13 +20,14 @@ import torch
 
 from tests.conftest import FAST, REPO, run_cli
 
-LONG = [*[o for o in FAST if not o.startswith("trainer.max_epochs")], "trainer.max_epochs=500", "test=false"]
+BASE = [*[o for o in FAST if not o.startswith("trainer.max_epochs")], "test=false"]
 
 
-def start(run_dir: Path, env: dict | None = None) -> subprocess.Popen:
+def start(run_dir: Path | None, env: dict | None = None, args: tuple = ("trainer.max_epochs=500",)) -> subprocess.Popen:
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", **(env or {})}
     full_env.pop("DGM_RAISE", None)
-    return subprocess.Popen([sys.executable, "-m", "dgm_lab.train", *LONG, f"hydra.run.dir={run_dir}"], cwd=REPO,
+    where = [f"hydra.run.dir={run_dir}"] if run_dir else []
+    return subprocess.Popen([sys.executable, "-m", "dgm_lab.train", *BASE, *args, *where], cwd=REPO,
                             env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -64,7 +65,7 @@ def test_signal_saves_a_checkpoint_records_interrupted_and_resume_continues(tmp_
     assert resumed["status"] == "completed" and resumed["global_step"] > last["global_step"]
 
 
-def test_slurm_requeue_signal_saves_and_requeues(tmp_path):
+def test_slurm_requeue_signal_saves_requeues_and_the_requeued_job_resumes(tmp_path):
     bin_dir, calls = tmp_path / "bin", tmp_path / "scontrol-calls"
     bin_dir.mkdir()
     scontrol = bin_dir / "scontrol"
@@ -74,9 +75,14 @@ def test_slurm_requeue_signal_saves_and_requeues(tmp_path):
     slurm = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "train",
              "SLURM_NODELIST": "localhost", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
              "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    run = tmp_path / "run"
-    process = start(run, env=slurm)
-    wait_for(run / "checkpoints" / "last.ckpt", process)
+    # the default timestamped run folder under paths.log_dir: the requeued job must find it again
+    command = ("trainer.max_epochs=12", f"paths.log_dir={tmp_path / 'outputs'}", "name=slurm")
+    process = start(None, env=slurm, args=command)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "outputs" / "slurm").glob("*/checkpoints/last.ckpt")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.1)
+    run = next((tmp_path / "outputs" / "slurm").iterdir())
     process.send_signal(signal.SIGUSR1)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr[-3000:]
@@ -85,3 +91,14 @@ def test_slurm_requeue_signal_saves_and_requeues(tmp_path):
     assert hpc["global_step"] > 0
     assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
     assert "Traceback" not in stderr and "interrupted by SIGTERM" in stderr
+
+    # SLURM starts the same command again, with the same job id and SLURM_RESTART_COUNT=1
+    requeued = start(None, env={**slurm, "SLURM_RESTART_COUNT": "1"}, args=command)
+    _, stderr = requeued.communicate(timeout=300)
+    assert requeued.returncode == 0, stderr[-3000:]
+    assert [p.name for p in (tmp_path / "outputs" / "slurm").iterdir()] == [run.name]  # no second folder
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["global_step"] > hpc["global_step"]
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert summary["global_step"] == 12 * last["global_step"] // (last["epoch"] + 1)  # all 12 epochs trained
+    assert list((run / ".hydra").glob("resumed-*"))  # continued as a resume of the same folder
