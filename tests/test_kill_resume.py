@@ -48,7 +48,7 @@ def checkpoint_temporaries(run_dir: Path) -> set[str]:
 
 
 def kill_at(process: subprocess.Popen, run_dir: Path, writes: int, delay: float, mid_write: bool,
-            timeout: float = 240) -> bool:
+            timeout: float = 900) -> bool:
     """SIGKILL ``process`` inside its ``writes``-th checkpoint write (``mid_write``), or ``delay``
     seconds after that write ended (``writes=0``: after config.yaml exists). False when the process
     ended first (the run completed)."""
