@@ -80,12 +80,16 @@ def build_callbacks(cfg: DictConfig, model=None, datamodule=None) -> list[pl.Cal
     unless a metric is selected), which is the run's own and stays on with ``callbacks=none``.
     Given the model and data, a callback whose ``applies_to(model, datamodule)`` is false (mode
     coverage on images, weight filters of a VAE) is left out: Lightning calls every hook of every
-    callback on every step, inert or not. ``FollowMovedRun`` (also the run's own) keeps a resumed
-    copy of a run folder to its own checkpoints."""
+    callback on every step, inert or not. The run's own callbacks: ``FollowMovedRun`` keeps a resumed
+    copy of a run folder to its own checkpoints, ``Preemption`` turns SIGTERM/SIGINT into an
+    interrupted checkpoint and status, ``ValidationRecord`` carries the validation metrics a resumed
+    run reports."""
     from dgm_lab.callbacks.moved_run import FollowMovedRun
+    from dgm_lab.callbacks.validation_record import ValidationRecord
+    from dgm_lab.preemption import Preemption
 
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
-    callbacks.append(FollowMovedRun())
+    callbacks += [FollowMovedRun(), Preemption(), ValidationRecord()]
     if cfg.get("metrics") is not None:
         from dgm_lab.callbacks.sample_quality import SampleQuality
 
@@ -129,8 +133,13 @@ def start_wandb(logger, node):
 
 
 def build_trainer(cfg: DictConfig, callbacks, loggers) -> pl.Trainer:
-    """The Lightning Trainer of ``cfg.trainer``, without dgm-lab's own speed settings (``performance``)."""
+    """The Lightning Trainer of ``cfg.trainer``, without dgm-lab's own settings: the speed options
+    (``performance``) and the divergence guard's (kept with the trainer's for users)."""
+    from dgm_lab.callbacks.divergence import TRAINER_SETTINGS
+
     node = OmegaConf.create(performance.lightning_arguments(OmegaConf.to_container(cfg.trainer, resolve=True)))
+    for key in TRAINER_SETTINGS:
+        node.pop(key, None)
     return instantiate(node, callbacks=callbacks, logger=loggers)
 
 

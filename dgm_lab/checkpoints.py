@@ -3,6 +3,7 @@ so a model can be rebuilt from the file alone; loading is always ``weights_only=
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,6 +40,9 @@ def load_checkpoint(path: Path, allow_targets=None) -> dict:
     configs build, plus ``allow_targets`` from the command line) and kept upgraded."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # not a torch file, or one holding objects that are never unpickled
+        raise CheckpointError(f"checkpoint {path} could not be read with weights_only=True; it is corrupt, truncated "
+                              "or not a dgm-lab checkpoint: use another file from the run's checkpoints/ folder.") from None
     except Exception as error:  # torch raises many types for a bad file; all mean the same to the user
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {path} could not be read ({first}); it is corrupt or truncated: "
@@ -48,6 +52,22 @@ def load_checkpoint(path: Path, allow_targets=None) -> dict:
     trusted = trusted_config(checkpoint["dgm_config"], f"checkpoint {path}", allow_targets)
     checkpoint["dgm_config"] = OmegaConf.to_container(trusted)
     return checkpoint
+
+
+def check_weights_fit(checkpoint: dict, model, path: Path) -> None:
+    """``ckpt_path=`` of another model, or of the same model with another ``latent_dim``/width: one
+    sentence naming the first difference, before Lightning's strict load would fail with a traceback."""
+    own, theirs = model.state_dict(), checkpoint["state_dict"]
+    missing = [key for key in own if key not in theirs]
+    unexpected = [key for key in theirs if key not in own]
+    resized = [f"{key} {tuple(theirs[key].shape)} vs {tuple(own[key].shape)}" for key in own
+               if key in theirs and theirs[key].shape != own[key].shape]
+    if missing or unexpected or resized:
+        saved = ((checkpoint.get("dgm_config") or {}).get("model") or {}).get("_target_", "another model")
+        first = (f"shapes differ: {resized[0]}" if resized else
+                 f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}")
+        raise CheckpointError(f"ckpt_path {path} holds weights of {saved} that do not fit this run's model ({first}); "
+                              "pass a checkpoint of the same model and settings, or drop ckpt_path=.")
 
 
 def relocate_data_paths(cfg: DictConfig, data_dir: str) -> None:

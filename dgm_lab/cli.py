@@ -7,14 +7,15 @@ import functools
 import logging
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.errors import HydraException
 
 from dgm_lab import help
 from dgm_lab.config import CONF_DIR, register_resolvers
-from dgm_lab.errors import DivergedError, UserError
-from dgm_lab.interrupts import Interrupted
+from dgm_lab.errors import DivergedError, Interrupted, UserError
+from dgm_lab.interrupts import EvaluationInterrupted
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
@@ -32,8 +33,10 @@ def reports_user_errors(prog: str):
                 _fail(prog, str(error), EXIT_USER_ERROR)
             except DivergedError as error:
                 _fail(prog, f"training diverged: {error}", EXIT_DIVERGED)
-            except Interrupted as error:
+            except EvaluationInterrupted as error:  # nothing to close: exit at once
                 _stop(prog, str(error), error.exit_code)
+            except Interrupted as error:  # preempted: 128 + signal number, as a shell reports a killed job
+                _fail(prog, str(error), error.exit_code)
 
         return run
 
@@ -78,6 +81,23 @@ def _stop(prog: str, message: str, code: int):
     os._exit(code)
 
 
+def unwritable_output(args: list[str]) -> str | None:
+    """Why the folder of a ``hydra.run.dir=``/``hydra.sweep.dir=`` override cannot be written, or None.
+    Checked before Hydra, which would create it and report a failure with a traceback."""
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "$" in value:
+            continue
+        existing = Path(value).expanduser().absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"cannot create the output folder {value}: {existing} is a file; choose another {key}."
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"cannot write the output folder {value}: {existing} is not writable; choose another {key}."
+    return None
+
+
 def hydra_main(config_name: str, task) -> None:
     """Run ``task`` (a function of the composed config) as the Hydra app of ``conf/<config_name>.yaml``;
     ``--help`` prints the entry point's docstring, the option groups and the composed config."""
@@ -92,4 +112,21 @@ def hydra_main(config_name: str, task) -> None:
         sys.stdout.write(text)
         return
     quiet_third_party_logs()
-    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)()
+    problem = unwritable_output(sys.argv[1:])
+    if problem:
+        _fail(f"dgm-{config_name}", problem, EXIT_USER_ERROR)
+    started = []
+
+    @functools.wraps(task)
+    def marked(cfg):
+        started.append(True)
+        return task(cfg)
+
+    try:
+        hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(marked)()
+    except SystemExit as exit:
+        # Hydra exits 1 after printing its message for a bad override or config name, before the
+        # task starts: a usage error, so the usage exit code (a crash inside the task stays 1).
+        if exit.code == 1 and not started:
+            sys.exit(EXIT_USER_ERROR)
+        raise

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from dgm_lab import performance
 from dgm_lab.models.moved import MOVED_TARGETS, REMOVED_MODEL_KEYS
 from dgm_lab.models.schemas import check_model_config, register_model_schemas
-from dgm_lab.settings import EvaluationSettings, OptimizerSettings, check_trainer_limits
+from dgm_lab.settings import EvaluationSettings, OptimizerSettings, check_seed, check_trainer_limits
 
 
 def _config_dir() -> Path:
@@ -89,6 +89,7 @@ def validate(cfg: DictConfig) -> None:
     Run-level settings (``dgm_lab.settings``) and the model's typed settings (its family's
     ``config.py``, the dataclass its constructor uses) are checked here; a dataset's settings by
     its datamodule, which is built next."""
+    check_seed(cfg.get("seed"))
     EvaluationSettings.from_config(cfg.get("eval"))
     if cfg.get("optimizer") is not None:
         OptimizerSettings.from_config(cfg.optimizer)

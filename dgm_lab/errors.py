@@ -21,6 +21,14 @@ class DivergedError(Exception):
     """The training loss became NaN or infinite."""
 
 
+class Interrupted(Exception):
+    """The run stopped on a signal (SIGTERM, SIGINT); ``exit_code`` is 128 + the signal's number."""
+
+    def __init__(self, signal_name: str, exit_code: int, message: str):
+        super().__init__(message)
+        self.signal_name, self.exit_code = signal_name, exit_code
+
+
 def require(condition: bool, message: str) -> None:
     """Raise a ConfigError with ``message`` (one sentence that says what to do) unless ``condition`` holds."""
     if not condition:

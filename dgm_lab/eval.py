@@ -23,10 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.config import new_run_id
 from dgm_lab.errors import ConfigError
+from dgm_lab.files import write_atomically
 from dgm_lab.interrupts import stop_on_signals
 from dgm_lab.metrics import specs
 from dgm_lab.run_folder import EVAL_RECORD, RunFolder, scalar_metrics
-from dgm_lab.synthetic import read_labelled
+from dgm_lab.settings import check_seed
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -39,6 +40,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from dgm_lab.metrics.sample_quality import evaluate_for_cli
     from dgm_lab.metrics.settings import Settings
 
+    check_seed(cfg.get("seed"))
     sample_quality_only = bool(cfg.get("images")) or not cfg.get("likelihood", True)
     # the papers' FID protocol compares samples with the training images: allowed where no likelihood is computed
     if cfg.split not in ("val", "test") and not (cfg.split == "train" and sample_quality_only):
@@ -50,6 +52,11 @@ def evaluate(cfg: DictConfig) -> dict:
         return _evaluate_images(cfg, settings, started)
     if not cfg.get("ckpt_path"):
         raise ConfigError("pass ckpt_path=<checkpoint file or run folder>, or images=<folder or .npz> data=<dataset>.")
+    given = [group for group in ("model", "data") if cfg.get(group) is not None]
+    if given:  # they would be silently ignored: the checkpoint's own config rebuilds both
+        raise ConfigError(f"dgm-eval ckpt_path= rebuilds the model and its data from the checkpoint's config, so "
+                          f"{' and '.join(g + '=' for g in given)} would be ignored: remove them "
+                          "(data= goes with images=; paths.data_dir= points at another data folder).")
     ckpt_file, run_folder = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(ckpt_file, cfg.get("allow_targets"))
     pl.seed_everything(cfg.seed, verbose=False)
@@ -81,6 +88,7 @@ def _evaluate_images(cfg: DictConfig, settings, started: float) -> dict:
     from dgm_lab.metrics.image_files import load_image_files
     from dgm_lab.metrics.sample_quality import evaluate_for_cli
     from dgm_lab.metrics.settings import CAS
+    from dgm_lab.synthetic import read_labelled
 
     if not settings.selected or cfg.get("data") is None:
         raise ConfigError("images= needs a reference dataset and metrics: add data=<mnist|fashion_mnist|...> "
@@ -91,6 +99,10 @@ def _evaluate_images(cfg: DictConfig, settings, started: float) -> dict:
     else:
         images = load_image_files(cfg.images)
     datamodule = builders.build_datamodule(cfg)
+    expected = tuple(datamodule.data_shape)
+    if tuple(images.shape[1:]) != expected:
+        raise ConfigError(f"images={cfg.images} are {tuple(images.shape[1:])} (C, H, W) but data={datamodule.name} images "
+                          f"are {expected}; score them against a dataset of their own shape.")
     scores, quality = evaluate_for_cli(settings, datamodule, cfg.split, images=images, labels=labels,
                                        source={"source": str(Path(cfg.images).resolve())})
     record = {"images": str(Path(cfg.images).resolve()), "split": cfg.split, "seed": cfg.seed,
@@ -105,8 +117,8 @@ def images_record_path(cfg: DictConfig) -> Path:
 
 
 def _write(record: dict, out: Path) -> dict:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
+    text = json.dumps(record, indent=2)
+    write_atomically(out, lambda temporary: temporary.write_text(text))
     record["path"] = str(out)
     return record
 

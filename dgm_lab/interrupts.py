@@ -13,25 +13,27 @@ import contextlib
 import signal
 from collections.abc import Iterator
 
+from dgm_lab.errors import Interrupted
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class Interrupted(Exception):
-    """A stop signal arrived; ``exit_code`` is the shell's 128 + signal number."""
+class EvaluationInterrupted(Interrupted):
+    """A stop signal arrived during evaluation (nothing written yet); ``exit_code`` is 128 + signal number."""
 
     def __init__(self, signum: int, activity: str):
         self.signum = signum
-        self.exit_code = 128 + signum
         name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} while {activity}; nothing was written, run the command again to redo it.")
+        super().__init__(name, 128 + signum,
+                         f"stopped by {name} while {activity}; nothing was written, run the command again to redo it.")
 
 
 @contextlib.contextmanager
 def stop_on_signals(activity: str) -> Iterator[None]:
-    """Within the block, SIGTERM and SIGINT raise :class:`Interrupted` (``activity`` names what stopped)."""
+    """Within the block, SIGTERM and SIGINT raise :class:`EvaluationInterrupted` (``activity`` names what stopped)."""
 
     def handler(signum, frame):
-        raise Interrupted(signum, activity)
+        raise EvaluationInterrupted(signum, activity)
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:

@@ -19,11 +19,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from dgm_lab import builders, run_lock
-from dgm_lab.checkpoints import load_checkpoint
+from dgm_lab.callbacks.validation_record import carried_metrics
+from dgm_lab.checkpoints import check_weights_fit, load_checkpoint
 from dgm_lab.config import validate
 from dgm_lab.data.contract import InMemoryImageData, PartlyLabeled
 from dgm_lab.errors import CheckpointError, ConfigError, DivergedError
+from dgm_lab.files import write_atomically
 from dgm_lab.monitor import fill_monitor
+from dgm_lab.preemption import interruption
 from dgm_lab.run_folder import RunFolder, Summary, scalar_metrics
 
 log = logging.getLogger("dgm_lab")
@@ -84,6 +87,8 @@ def _train(cfg: DictConfig, folder: RunFolder, ckpt_path: str | None) -> Summary
         trainer = builders.build_trainer(cfg, callbacks, loggers)
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if ckpt_path:  # a checkpoint of another model or size: one sentence, before any step
+            check_weights_fit(load_checkpoint(ckpt_path, cfg.get("allow_targets")), model, ckpt_path)
         fit_started = time.time()
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         summary.timing = _fit_timing(time.time() - fit_started, model)
@@ -98,11 +103,15 @@ def _train(cfg: DictConfig, folder: RunFolder, ckpt_path: str | None) -> Summary
         summary.status, summary.error = "diverged", str(error)
         raise
     except BaseException as error:
+        interrupted = interruption(error, callbacks, str(folder.path))
+        if interrupted is not None:
+            summary.status, summary.error = "interrupted", str(interrupted)
+            raise interrupted from None
         summary.status, summary.error = "failed", f"{type(error).__name__}: {error}"
         raise
     finally:
         if trainer is not None:
-            summary.metrics = {**scalar_metrics(trainer.callback_metrics), **summary.metrics}
+            summary.metrics = {**carried_metrics(callbacks), **scalar_metrics(trainer.callback_metrics), **summary.metrics}
             summary.best = _best(trainer)
             summary.global_step = trainer.global_step
         summary.diagnostics = _diagnostics(model, callbacks)
@@ -150,9 +159,10 @@ def _fit_timing(seconds: float, model) -> dict:
 
 def _save_resolved(cfg: DictConfig, folder: RunFolder) -> None:
     """config.yaml: written once by a fresh run; a resume rewrites it with the settings it applied
-    (listed under ``resumed``), so the file always says how the run's checkpoints were trained."""
+    (listed under ``resumed``), so the file always says how the run's checkpoints were trained.
+    Written atomically: a kill leaves the old file or the new one, never half of one."""
     if cfg.get("resume") or not folder.config.exists():
-        OmegaConf.save(cfg, folder.config, resolve=True)
+        write_atomically(folder.config, lambda temporary: OmegaConf.save(cfg, temporary, resolve=True))
 
 
 def _resume_checkpoint(cfg: DictConfig, folder: RunFolder) -> str | None:

@@ -34,7 +34,7 @@ SUMMARY = "summary.json"
 EVAL_RECORD = "eval.json"
 # A folder is a run when it holds one of these (summary.json is written even by failed runs).
 MARKERS = (SUMMARY, CONFIG)
-STATUSES = ("completed", "failed", "diverged")
+STATUSES = ("completed", "failed", "diverged", "interrupted")
 
 
 @dataclass

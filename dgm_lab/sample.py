@@ -26,6 +26,7 @@ from omegaconf import DictConfig, ListConfig
 from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.errors import ConfigError
 from dgm_lab.run_folder import RunFolder
+from dgm_lab.settings import SamplingSettings
 
 
 def requested_labels(cfg: DictConfig, model):
@@ -78,8 +79,7 @@ def draw(cfg: DictConfig) -> dict:
 
     if not cfg.get("ckpt_path"):
         raise ConfigError("pass ckpt_path=<checkpoint file or run folder>, e.g. dgm-sample ckpt_path=outputs/vae/<run>.")
-    if cfg.num_samples < 1:
-        raise ConfigError(f"num_samples must be a positive integer, got {cfg.num_samples}.")
+    SamplingSettings.from_config(cfg)  # counts and seed checked before anything is loaded
     export = cfg.get("export") or "npz"
     if export not in EXPORTS:
         raise ConfigError(f"export={export!r} is not one of {', '.join(EXPORTS)}.")
@@ -95,8 +95,6 @@ def draw(cfg: DictConfig) -> dict:
     if cfg.gibbs_steps is not None:
         if not isinstance(model, GibbsSampler):
             raise ConfigError("gibbs_steps= applies to Boltzmann machines (rbm, dbn, dbm); this model samples directly.")
-        if cfg.gibbs_steps < 1:
-            raise ConfigError(f"gibbs_steps must be a positive integer, got {cfg.gibbs_steps}.")
         model.sample_gibbs_steps = int(cfg.gibbs_steps)
     options = {}
     if cfg.get("generator") is not None:

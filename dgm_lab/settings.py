@@ -13,6 +13,37 @@ def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def check_seed(seed) -> None:
+    """``seed``: an integer numpy accepts (pl.seed_everything would fail on ``seed=abc`` or -1 deep inside)."""
+    require(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32,
+            f"seed must be an integer from 0 to {2**32 - 1}, got seed={seed!r}.")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """The settings of ``dgm-sample`` (conf/sample.yaml): every count at least 1."""
+
+    num_samples: int = 64
+    batch_size: int = 1000
+    grid_size: int = 100
+    gibbs_steps: int | None = None
+    label: int | None = None
+
+    def __post_init__(self):
+        for name in ("num_samples", "batch_size", "grid_size"):
+            value = getattr(self, name)
+            require(_positive_int(value), f"{name} must be a positive integer, got {name}={value!r}.")
+        require(self.gibbs_steps is None or _positive_int(self.gibbs_steps),
+                f"gibbs_steps must be a positive integer (or null for the run's own), got gibbs_steps={self.gibbs_steps!r}.")
+        require(self.label is None or (isinstance(self.label, int) and not isinstance(self.label, bool) and self.label >= 0),
+                f"label must be a class index (0, 1, ...), got label={self.label!r}.")
+
+    @classmethod
+    def from_config(cls, cfg) -> SamplingSettings:
+        check_seed(cfg.get("seed"))
+        return cls(**{name: cfg.get(name, field.default) for name, field in cls.__dataclass_fields__.items()})
+
+
 @dataclass(frozen=True)
 class EvaluationSettings:
     """The ``eval`` block of conf/train.yaml and conf/eval.yaml (conf/evaluation/default.yaml).

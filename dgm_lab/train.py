@@ -79,6 +79,24 @@ def add_choice_tags(cfg: DictConfig) -> None:
         cfg.tags = [*cfg.tags, *(t for t in extra if t not in cfg.tags)]
 
 
+def slurm_requeue(cfg: DictConfig) -> DictConfig | None:
+    """A requeued SLURM job runs its first command again: the saved config of that start's run folder
+    (so the command's group overrides are not refused as changes), to resume it; None otherwise
+    (a first start under SLURM notes its folder for that)."""
+    from dgm_lab.preemption import remember_slurm_run, requeued_run
+
+    run_dir = HydraConfig.get().runtime.output_dir
+    previous = requeued_run(run_dir, cfg.paths.log_dir)
+    if previous is None:
+        remember_slurm_run(run_dir, cfg.paths.log_dir)
+        return None
+    log.info("requeued SLURM job: resuming %s", previous)
+    saved = load_run_config(previous, cfg.get("allow_targets"))
+    with open_dict(saved):
+        saved.resume = previous
+    return saved
+
+
 class TrialFailed(RuntimeError):
     """A sweep job failed; raised (not exited) so the sweeper records it and goes on."""
 
@@ -104,7 +122,10 @@ def train_task(cfg: DictConfig) -> float | None:
     from dgm_lab.run import train
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if cfg.get("resume"):
+    requeued = slurm_requeue(cfg) if not cfg.get("resume") and not multirun and HydraConfig.initialized() else None
+    if requeued is not None:
+        cfg = requeued
+    elif cfg.get("resume"):
         cfg = resumed_config(cfg)
     else:
         add_choice_tags(cfg)

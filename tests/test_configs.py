@@ -68,10 +68,11 @@ def test_every_group_option_composes_with_its_own_settings(compose_train, group,
 
 def test_callbacks_none_builds_only_checkpointing_even_on_mixture_data(compose_train):
     """Neither a dataset nor the metrics group injects callbacks: ``callbacks=none`` means none,
-    besides the run's own: the (inert) sample-quality evaluator and the moved-folder path fix."""
+    besides the run's own: the (inert) sample-quality evaluator, the moved-folder path fix, the
+    preemption handling and the validation record that resumed runs report."""
     cfg = compose_train(["callbacks=none", "data=ring8", "model=gan"])
     names = sorted(type(c).__name__ for c in builders.build_callbacks(cfg))
-    assert names == ["FollowMovedRun", "ModelCheckpoint", "SampleQuality"]
+    assert names == ["FollowMovedRun", "ModelCheckpoint", "Preemption", "SampleQuality", "ValidationRecord"]
     default = sorted(type(c).__name__ for c in builders.build_callbacks(compose_train(
         ["data=ring8", "model=gan", "monitor.metric=val/modes_covered", "monitor.mode=max"])))
     assert "ModeCoverage" in default

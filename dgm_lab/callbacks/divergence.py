@@ -1,34 +1,69 @@
-"""Stop a run whose loss turned NaN/inf before it overwrites a good checkpoint."""
+"""What a run does when its loss or gradients turn NaN/inf (``trainer.nan_policy``):
+
+- ``stop`` (default): end the run with status ``diverged`` before a checkpoint is overwritten,
+  naming the step and the offending value; the checkpoints written before it are kept;
+- ``skip``: drop the batch (its optimizer step does not happen), count it, and stop when
+  ``trainer.nan_patience`` batches in a row were dropped;
+- ``rollback``: return the weights and optimizer states to the last good checkpoint (the state at
+  fit start before the first one), scale every learning rate by ``trainer.nan_lr_factor``, and
+  stop at the ``nan_patience + 1``-th rollback.
+
+All ranks decide together (``strategy.reduce_boolean_decision``), so no rank stops while the others
+wait. ``stop`` agrees every ``check_every_n_steps`` steps and before every validation (when
+checkpoints are written), without a device sync per step; ``skip`` and ``rollback`` must decide
+before each optimizer step, so they agree at every step.
+"""
 
 from __future__ import annotations
+
+import copy
 
 import pytorch_lightning as pl
 import torch
 
-from dgm_lab.errors import DivergedError
+from dgm_lab.errors import DivergedError, require
+
+POLICIES = ("stop", "skip", "rollback")
+# The trainer config's settings of this callback (not pl.Trainer arguments; builders removes them).
+TRAINER_SETTINGS = ("nan_policy", "nan_patience", "nan_lr_factor")
 
 
 class DivergenceGuard(pl.Callback):
-    """Tracks non-finite training losses without a device sync per step.
-
-    A flag tensor is OR-ed every step; every ``check_every_n_steps`` steps, and before every
-    validation (which is when checkpoints are written), all ranks agree on it together so that
-    no rank stops while the others wait.
-    """
-
-    def __init__(self, check_every_n_steps: int = 50):
+    def __init__(self, check_every_n_steps: int = 50, policy: str = "stop", patience: int = 3,
+                 lr_factor: float = 0.5):
+        require(policy in POLICIES, f"trainer.nan_policy must be one of {', '.join(POLICIES)}, got {policy!r}.")
+        require(isinstance(patience, int) and patience >= 1, f"trainer.nan_patience must be an integer >= 1, got {patience!r}.")
+        require(isinstance(lr_factor, int | float) and 0 < lr_factor < 1,
+                f"trainer.nan_lr_factor must be a number in (0, 1), got {lr_factor!r}.")
         self.check_every_n_steps = max(1, int(check_every_n_steps))
-        self._bad: torch.Tensor | None = None
-        self._first_bad_step: int | None = None
+        self.policy, self.patience, self.lr_factor = policy, patience, float(lr_factor)
+        self._bad: torch.Tensor | None = None  # stop: OR of every non-finite loss/gradient since the last check
+        self._first: tuple[torch.Tensor, torch.Tensor] | None = None  # stop: (step, value) of the first one
+        self._good: dict | None = None  # rollback: weights and optimizer states of the last good checkpoint
+        self._last_bad_batch, self._in_a_row = None, 0
+        self.diagnostics: dict = {}  # summary.json: skipped batches, rollbacks
+
+    # -- stop: a flag without a sync per step ---------------------------------------------------
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._batch_step = trainer.global_step  # the step a bad loss is reported at (the count is one on after it)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None:
-            return
-        bad = ~torch.isfinite(loss.detach()).all()
-        self._bad = bad if self._bad is None else self._bad | bad
-        if (trainer.global_step % self.check_every_n_steps) == 0:
+        if self.policy == "stop" and loss is not None:
+            self._flag(~torch.isfinite(loss.detach()).all(), loss.detach().float().reshape(-1)[0], trainer)
+        if self.policy == "stop" and (trainer.global_step % self.check_every_n_steps) == 0:
             self._check(trainer)
+
+    def _flag(self, bad: torch.Tensor, value: torch.Tensor | None, trainer) -> None:
+        """OR ``bad`` into the flag; a loss ``value`` is kept with its step when it is the first bad one."""
+        self._bad = bad if self._bad is None else self._bad | bad
+        if value is None:
+            return
+        step = torch.tensor(getattr(self, "_batch_step", trainer.global_step), device=bad.device)
+        if self._first is None:
+            self._first = (torch.full_like(step, -1), torch.zeros_like(value))
+        newly = bad & (self._first[0] < 0)
+        self._first = (torch.where(newly, step, self._first[0]), torch.where(newly, value, self._first[1]))
 
     def on_validation_start(self, trainer, pl_module):
         if trainer.training or trainer.state.fn == "fit":
@@ -40,12 +75,76 @@ class DivergenceGuard(pl.Callback):
     def _check(self, trainer) -> None:
         if self._bad is None:
             return
-        local = bool(self._bad)
-        any_bad = trainer.strategy.reduce_boolean_decision(local, all=False)
+        any_bad = trainer.strategy.reduce_boolean_decision(bool(self._bad), all=False)
         if any_bad:
+            if self._first is not None and int(self._first[0]) >= 0:  # this rank saw the bad loss
+                value = float(self._first[1])
+                what = f"the training loss became {'NaN' if value != value else value} at step {int(self._first[0])}"
+            else:
+                what = f"the training loss or its gradients became NaN or infinite by step {trainer.global_step}"
             raise DivergedError(
-                f"the training loss became NaN or infinite by step {trainer.global_step}; lower "
-                "optimizer.lr, add trainer.gradient_clip_val, or check the data range. Checkpoints "
-                "written before this point are kept."
+                f"{what}; lower optimizer.lr, add trainer.gradient_clip_val, "
+                "set trainer.nan_policy=skip or rollback, or check the data range. Checkpoints written before "
+                "this point are kept."
             )
-        self._bad = None
+        self._bad, self._first = None, None
+
+    # -- every policy: gradients before each optimizer step -------------------------------------
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        bad = torch.stack([~torch.isfinite(g).all() for g in grads]).any() if grads else torch.tensor(False)
+        if self.policy == "stop":
+            self._flag(bad, None, trainer)
+            return
+        if not trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+            if trainer.fit_loop.total_batch_idx != self._last_bad_batch:
+                self._in_a_row = 0
+            return
+        for group in optimizer.param_groups:  # no gradient: the optimizer leaves the parameter alone
+            for parameter in group["params"]:
+                parameter.grad = None
+        batch = trainer.fit_loop.total_batch_idx
+        if batch != self._last_bad_batch:  # a GAN steps two optimizers per batch: count batches
+            self._last_bad_batch, self._in_a_row = batch, self._in_a_row + 1
+            self._count("skipped_batches" if self.policy == "skip" else "rollbacks")
+            if self.policy == "skip" and self._in_a_row >= self.patience:
+                raise DivergedError(f"{self._in_a_row} batches in a row had NaN or infinite gradients (the last at "
+                                    f"step {trainer.global_step}); lower optimizer.lr or raise trainer.nan_patience.")
+            if self.policy == "rollback":
+                self._roll_back(trainer, pl_module)
+
+    def _count(self, key: str) -> None:
+        name = f"divergence/{key}"
+        self.diagnostics[name] = self.diagnostics.get(name, 0) + 1
+
+    # -- rollback --------------------------------------------------------------------------------
+    def on_train_start(self, trainer, pl_module):
+        if self.policy == "rollback":
+            self._keep(pl_module.state_dict(), [optimizer.state_dict() for optimizer in trainer.optimizers])
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        if self.policy == "rollback" and "optimizer_states" in checkpoint:
+            self._keep(checkpoint["state_dict"], checkpoint["optimizer_states"])
+
+    def _keep(self, state_dict: dict, optimizer_states: list) -> None:
+        """Copies: the state dicts hold the live tensors, which the next steps change."""
+        self._good = {"state_dict": {k: v.detach().clone() for k, v in state_dict.items()},
+                      "optimizer_states": copy.deepcopy(optimizer_states)}
+
+    def _roll_back(self, trainer, pl_module) -> None:
+        rollbacks = self.diagnostics["divergence/rollbacks"]
+        if rollbacks > self.patience:
+            raise DivergedError(f"the gradients became NaN or infinite again at step {trainer.global_step} after "
+                                f"{self.patience} rollbacks with the learning rate scaled by {self.lr_factor} each; "
+                                "lower optimizer.lr or check the data range.")
+        pl_module.load_state_dict(self._good["state_dict"])
+        for optimizer, state in zip(trainer.optimizers, self._good["optimizer_states"], strict=True):
+            current = [group["lr"] for group in optimizer.param_groups]  # already scaled by earlier rollbacks
+            optimizer.load_state_dict(copy.deepcopy(state))
+            for group, lr in zip(optimizer.param_groups, current, strict=True):
+                group["lr"] = lr * self.lr_factor
+        for config in trainer.lr_scheduler_configs:  # schedulers compute from base_lrs
+            config.scheduler.base_lrs = [lr * self.lr_factor for lr in config.scheduler.base_lrs]
+        if hasattr(pl_module, "configured_lrs"):  # a staged model restarts its stages from these
+            pl_module.configured_lrs = [[lr * self.lr_factor for lr in lrs] for lrs in pl_module.configured_lrs]
+        self.diagnostics["divergence/lr_scale"] = self.lr_factor ** rollbacks

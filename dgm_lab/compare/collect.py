@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from dgm_lab.errors import UserError
+from dgm_lab.errors import DataError, UserError
 from dgm_lab.metrics import specs
 from dgm_lab.run_folder import HYDRA, MARKERS, RunFolder
 
@@ -142,15 +142,19 @@ def read_curves(path: Path) -> dict[str, list[tuple[float, float]]]:
     curves: dict[str, list[tuple[float, float]]] = {}
     if not path.exists():
         return curves
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            step = _float(row.get("step"))
-            if step is None:
-                continue
-            for name, cell in row.items():
-                value = _float(cell)
-                if name not in ("epoch", "step") and value is not None:
-                    curves.setdefault(name, []).append((step, value))
+    try:
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                step = _float(row.get("step"))
+                if step is None:
+                    continue
+                for name, cell in row.items():
+                    value = _float(cell)
+                    if name not in ("epoch", "step") and value is not None:
+                        curves.setdefault(name, []).append((step, value))
+    except (UnicodeDecodeError, csv.Error) as error:  # a binary or corrupted file in the run folder
+        raise DataError(f"{path} is not a CSV text file ({type(error).__name__}); move it away to compare the run "
+                        "without its learning curves.") from None
     return {name: sorted(points) for name, points in curves.items()}
 
 

@@ -30,11 +30,17 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # interrupted or corrupt .gz download
+    except gzip.BadGzipFile:
+        raise DataError(f"{path} is not a gzip file although its name ends in .gz (wrong magic bytes); "
+                        "replace it with the original download.") from None
+    except (EOFError, zlib.error) as error:  # interrupted or corrupt .gz download
         raise DataError(f"{path} is truncated or corrupt ({type(error).__name__}); download it again.") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not a uint8 IDX file; replace it with the original download.")
     ndim = raw[3]
+    if not 1 <= ndim <= 4:  # MNIST-style IDX files have 1 (labels) or 3 (images) dimensions
+        raise DataError(f"{path} has a wrong IDX magic number (0x{raw[:4].hex()}: {ndim} dimensions); "
+                        "replace it with the original download.")
     if len(raw) < 4 + 4 * ndim:
         raise DataError(f"{path} is truncated (its {ndim}-dimension header is incomplete); download it again.")
     dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
@@ -93,8 +99,12 @@ class IDXDataModule(TensorDataModule):
         for split, (image_stem, label_stem) in FILES.items():
             images = read_idx(_find(raw_dir, image_stem))
             labels = read_idx(_find(raw_dir, label_stem))
-            if images.ndim != 3 or len(images) != len(labels):
-                raise DataError(f"{raw_dir / image_stem} does not hold N x 28 x 28 images matching its labels.")
+            if images.ndim != 3:
+                raise DataError(f"{raw_dir / image_stem} does not hold N x H x W images (its shape is {images.shape}); "
+                                "replace it with the original download.")
+            if len(images) != len(labels):
+                raise DataError(f"{raw_dir / image_stem} holds {len(images)} images but {raw_dir / label_stem} holds "
+                                f"{len(labels)} labels; one of the two files is from another download: replace both.")
             out[split] = (torch.from_numpy(images.copy()).float().div_(255).unsqueeze(1),
                           torch.from_numpy(labels.astype(np.int64)))
         train_images, train_labels = out.pop("train")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,14 @@ def load_image_files(path: str | Path) -> torch.Tensor:
             raise DataError(f"the images in {path} do not all have the same size and channels; resize them first.")
         array = np.stack(arrays)
     elif path.suffix == ".npz" and path.is_file():
-        with np.load(path) as data:
-            if "images" not in data:
-                raise DataError(f"{path} has no 'images' array; write it with dgm-sample or np.savez(images=...).")
-            array = data["images"]
+        try:
+            with np.load(path) as data:
+                if "images" not in data:
+                    raise DataError(f"{path} has no 'images' array; write it with dgm-sample or np.savez(images=...).")
+                array = data["images"]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # not a zip, truncated, a pickle
+            raise DataError(f"{path} is not a readable .npz archive ({type(error).__name__}); pass an .npz written by "
+                            "dgm-sample or np.savez(images=...).") from None
     else:
         raise DataError(f"images={path} is neither a folder of images nor an existing .npz file.")
     if array.dtype != np.uint8 or array.ndim not in (3, 4) or len(array) < 2:
