@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -68,6 +69,8 @@ def quiet_third_party_logs() -> None:
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_DropLine("litlogger"))
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Lightning 2.6 calls a torch.utils._pytree API that torch 2.14 deprecates, on every Trainer
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
 
 
 def _stop(prog: str, message: str, code: int):
@@ -98,6 +101,21 @@ def unwritable_output(args: list[str]) -> str | None:
     return None
 
 
+def non_option_group_choice(args: list[str]) -> str | None:
+    """A config-group override whose value Hydra parses as a number, bool or null (``metrics=3``):
+    Hydra stops on it with a traceback, so it is answered here with the group's options."""
+    import re
+
+    groups = help.config_groups(CONF_DIR)
+    for arg in args:
+        key, _, value = arg.partition("=")
+        group = key.lstrip("+~")
+        if group in groups and re.fullmatch(r"[-+]?(\d[\d_]*\.?\d*(e[-+]?\d+)?|\.\d+|inf|nan)|true|false|null",
+                                            value.strip(), re.IGNORECASE):
+            return f"{arg}: {group} takes one of {', '.join(groups[group])}, not {value!r}."
+    return None
+
+
 def hydra_main(config_name: str, task) -> None:
     """Run ``task`` (a function of the composed config) as the Hydra app of ``conf/<config_name>.yaml``;
     ``--help`` prints the entry point's docstring, the option groups and the composed config."""
@@ -112,7 +130,7 @@ def hydra_main(config_name: str, task) -> None:
         sys.stdout.write(text)
         return
     quiet_third_party_logs()
-    problem = unwritable_output(sys.argv[1:])
+    problem = unwritable_output(sys.argv[1:]) or non_option_group_choice(sys.argv[1:])
     if problem:
         _fail(f"dgm-{config_name}", problem, EXIT_USER_ERROR)
     started = []

@@ -33,12 +33,26 @@ def config_groups(conf_dir: str) -> dict[str, list[str]]:
     return groups
 
 
+def used_groups(config_name: str, conf_dir: str) -> set[str]:
+    """The groups the entry point's own defaults list names (``dgm-sample`` names none, so its help
+    lists no training groups)."""
+    import yaml
+
+    defaults = yaml.safe_load((Path(conf_dir) / f"{config_name}.yaml").read_text()).get("defaults") or []
+    names = {str(next(iter(entry))).split("@")[0].removeprefix("optional ").removeprefix("override ")
+             for entry in defaults if isinstance(entry, dict)}
+    return {name for name in names if not name.startswith("hydra")}
+
+
 def help_text(config_name: str, conf_dir: str, usage: str, overrides: list[str]) -> str:
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
         cfg = compose(config_name, overrides=overrides)
-    groups = "\n".join(f"{group}: {', '.join(options)}" for group, options in config_groups(conf_dir).items())
-    return (f"{usage.strip()}\n\n== Configuration groups ==\nCompose your configuration from those groups "
-            f"(group=option)\n\n{groups}\n\n\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n"
+    used = used_groups(config_name, conf_dir)
+    groups = "\n".join(f"{group}: {', '.join(options)}" for group, options in config_groups(conf_dir).items()
+                       if group.split("/")[0] in used)
+    listing = (f"== Configuration groups ==\nCompose your configuration from those groups (group=option)\n\n"
+               f"{groups}\n\n\n") if groups else ""
+    return (f"{usage.strip()}\n\n{listing}== Config ==\nOverride anything in the config (foo.bar=value)\n\n"
             f"{OmegaConf.to_yaml(cfg)}\n\nUse --hydra-help to view Hydra specific help\n")

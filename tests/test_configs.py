@@ -184,8 +184,8 @@ def test_conv_vae_rejects_indivisible_image(compose_train):
 
 
 @pytest.mark.parametrize("args,expected,exit_code", [
-    (["model=no_such_model"], "no_such_model", 1),  # Hydra's own composition errors
-    (["data.batchsize=3"], "batchsize", 1),
+    (["model=no_such_model"], "no_such_model", 2),  # Hydra's own composition errors: usage, exit 2
+    (["data.batchsize=3"], "batchsize", 2),
     (["optimizer.lr=-1"], "optimizer.lr must be positive", 2),
     (["data=digits", "model.latent_dim=abc"], "model.latent_dim must be a positive integer, got 'abc'.", 2),
     (["model=dbn", "data=digits", "model.stage_lr_scale=[1.0]"], "model.stage_lr_scale needs 2 positive factors", 2),

@@ -6,6 +6,7 @@ scores them against as many real images."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from PIL import Image
 from dgm_lab.checkpoints import load_checkpoint, rebuild_model, resolve_checkpoint
 from dgm_lab.data import ImageFolderDataModule, NPZDataModule
 from dgm_lab.data.base import to_uint8
+from dgm_lab.grids import grid_image
 from dgm_lab.metrics.lenet import LENETS, load_lenet, uint8_to_input
 from dgm_lab.synthetic import class_grid, folder_names, read_labelled
 from tests.conftest import FAST, run_cli, train_run
@@ -77,7 +79,8 @@ def test_labels_and_per_class_and_one_row_per_class(cvae_digits, tmp_path):
     with np.load(tmp_path / "b.npz") as saved:
         assert np.bincount(saved["labels"]).tolist() == [4] * 10
     grid = np.asarray(Image.open(tmp_path / "b.png"))
-    assert grid.shape[:2] == (2 + 10 * (8 + 2), 2 + 4 * (8 + 2))  # 10 rows (classes) of 4, torchvision padding 2
+    expected = grid_image(torch.zeros(40, 1, 8, 8), nrow=4, caption="one line")  # 10 rows (classes) of 4
+    assert grid.shape[:2] == (expected.height, expected.width)
     for args, words in ((["labels=[3,12]"], "classes must be 0..9"), (["label=1", "per_class=2"], "only one of"),
                         (["per_class=0"], "positive integer"), (["export=csv"], "not one of")):
         result = run_cli("dgm-sample", f"ckpt_path={cvae_digits}", *args, f"output={tmp_path / 'x.npz'}")
@@ -126,9 +129,9 @@ def test_cas_of_an_export_is_one_command(cvae_digits, tmp_path):
     out = tmp_path / "synthetic.npz"
     assert run_cli("dgm-sample", f"ckpt_path={cvae_digits}", "per_class=20", f"output={out}").returncode == 0
     result = run_cli("dgm-eval", f"images={out}", "data=digits", "metrics=cas", "metrics.cas_epochs=1",
-                     "progress_bar=false")
+                     "progress_bar=false", f"paths.log_dir={tmp_path / 'outputs'}")
     assert result.returncode == 0, result.stderr[-2000:]
-    record = json.loads((tmp_path / "eval.json").read_text())
+    record = json.loads(Path(result.stdout.rpartition("wrote ")[2].strip()).read_text())  # outputs/eval/<name>-<id>/
     cas = record["sample_quality"]["cas"]
     assert cas["num_synthetic"] == 200 and cas["num_real_train"] == 200 and cas["synthetic_per_class"] == [20] * 10
     assert 0 <= record["metrics"]["test/cas"] <= 1 and 0 <= record["metrics"]["test/cas_real"] <= 1

@@ -44,7 +44,19 @@ def test_registry_rows_are_complete_and_set_their_evaluation_protocol():
         assert row.waits_on is not None or row.experiment_file.exists(), row.name
 
 
+# One quick run per model family in the default suite (each costs a dgm-train start and a short
+# schedule); every other row runs --quick with the slow tests, and every row composes here.
+QUICK_IN_DEFAULT_SUITE = {"vae_k1", "rbm_cd1", "dbn_500_2000", "wgan_gp_ring8", "dcgan_fid_mnist"}
+
+
 @pytest.mark.parametrize("name", RUNNABLE)
+def test_every_runnable_row_composes(name):
+    row = ROWS[name]
+    assert len(config_hash(row.train_overrides())) >= 8  # the resolved config of the row composes
+
+
+@pytest.mark.parametrize("name", [name if name in QUICK_IN_DEFAULT_SUITE else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in RUNNABLE])
 def test_every_runnable_row_composes_and_runs_quick(name, tmp_path):
     result = reproduce(name, "--quick", "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
                        env={**ENV, "DGM_DATA_DIR": str(tmp_path / "no-data")})

@@ -22,7 +22,7 @@ def test_training_loss_warms_the_kl_up_and_frees_the_bits_below_the_floor(compos
     kl_per_dim = torch.tensor([[0.05, 1.0], [0.15, 3.0]], requires_grad=True)  # batch means 0.1 and 2.0 nats
     recon = torch.tensor([-10.0, -20.0])
     terms = {"recon": recon, "kl_per_dim": kl_per_dim, "kl": kl_per_dim.sum(-1), "elbo": recon - kl_per_dim.sum(-1)}
-    monkeypatch.setattr(VAE, "elbo_terms", lambda self, x: terms)
+    monkeypatch.setattr(VAE, "elbo_terms", lambda self, x, labels=None: terms)
     monkeypatch.setattr(VAE, "global_step", property(lambda self: step))
     out = vae.training_loss(torch.zeros(2, 1, 4, 4))
     # -mean recon + weight * (max(0.1, 0.25) + max(2.0, 0.25)): the first dimension pays the floor

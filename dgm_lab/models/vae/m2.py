@@ -191,8 +191,10 @@ class M2(LikelihoodModule):
                            "test/bpd_iwae": bits_per_dim(-log_px.mean().float(), self.num_dims)},
                           on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
 
-    def log_importance_weights(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
-        """log p(x, y_i, z_i) - log q(y_i, z_i | x) for y_i ~ q(y | x), z_i ~ q(z | x, y_i); shape (n, B)."""
+    def log_importance_weights(self, x: torch.Tensor, num_samples: int,
+                               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x, y_i, z_i) - log q(y_i, z_i | x) for y_i ~ q(y | x), z_i ~ q(z | x, y_i); shape (n, B).
+        ``labels`` are not used: the estimate of the marginal log p(x) sums over the classes."""
         n, k = x.shape[0], self.num_classes
         log_q_y = self.classifier_log_probs(x)
         y = torch.multinomial(log_q_y.exp(), num_samples, replacement=True).T  # (num_samples, B)
