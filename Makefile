@@ -21,7 +21,7 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/dgm-train $(ARGS)
 
-## The default test suite (about 14 minutes on 2 CPU cores).
+## The default test suite (about 40 minutes on 2 CPU cores as of 2026-12-02, not yet re-measured on a quiet machine).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
