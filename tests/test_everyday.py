@@ -90,7 +90,7 @@ def test_gan_checkpoints_and_headline_follow_lenet_fid_not_a_counter(gan_run):
     # checkpoints and grids count epochs alike, from 1; 8x8 digits are scaled up, with a caption
     assert (run / "checkpoints" / "best-epoch001.ckpt").exists() and (run / "samples" / "samples_epoch0001.png").exists()
     width, height = Image.open(run / "samples" / "samples_epoch0001.png").size
-    assert width >= 8 * 28 and height >= 8 * 28 + 10
+    assert width >= 6 * 28 and height >= 10 * 28 + 10  # one row per class: 10 rows of 64 // 10 = 6
     # TensorBoard works after a plain install, and train.log is not empty
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     log = (run / "train.log").read_text()
