@@ -106,12 +106,15 @@ def non_option_group_choice(args: list[str]) -> str | None:
     Hydra stops on it with a traceback, so it is answered here with the group's options."""
     import re
 
-    groups = help.config_groups(CONF_DIR)
+    groups = None  # the conf/ tree is walked only when a group-like key has such a value
     for arg in args:
         key, _, value = arg.partition("=")
         group = key.lstrip("+~")
-        if group in groups and re.fullmatch(r"[-+]?(\d[\d_]*\.?\d*(e[-+]?\d+)?|\.\d+|inf|nan)|true|false|null",
-                                            value.strip(), re.IGNORECASE):
+        if "." in group or not re.fullmatch(r"[-+]?(\d[\d_]*\.?\d*(e[-+]?\d+)?|\.\d+|inf|nan)|true|false|null",
+                                           value.strip(), re.IGNORECASE):
+            continue
+        groups = help.config_groups(CONF_DIR) if groups is None else groups
+        if group in groups:
             return f"{arg}: {group} takes one of {', '.join(groups[group])}, not {value!r}."
     return None
 
