@@ -21,6 +21,17 @@ FAST = ["data=digits", "trainer.max_epochs=1", "eval.iwae_k=8", "logger=none", "
         "callbacks.progress_bar.refresh_rate=0"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_global_hydra():
+    """Every test starts and ends with Hydra uninitialised: an entry point run in this process that
+    stops inside Hydra (a timeout alarm, an assertion) must not break every later composition."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    yield
+    GlobalHydra.instance().clear()
+
+
 @pytest.fixture
 def compose_train(tmp_path):
     """Compose conf/train.yaml with overrides, as dgm-train would, writing into tmp_path."""

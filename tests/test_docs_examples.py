@@ -130,7 +130,9 @@ def test_density_and_coverage_on_cases_with_known_answers(density_coverage):
     rng = np.random.default_rng(0)
     real = torch.from_numpy(rng.normal(size=(200, 4)))
     density, coverage = density_coverage.density_coverage(real, real, k=5, batch_size=64)
-    assert coverage == 1.0 and density == pytest.approx(6 / 5, abs=0.02)
+    # (k + 1) / k = 1.2 exactly when no k-th neighbour falls off its ball's edge by round-off; float
+    # distances from differently batched matrix products lose a few (1.18 seen with 2 threads)
+    assert coverage == 1.0 and 1.15 <= density <= 6 / 5 + 1e-12
     assert density_coverage.density_coverage(real + 100.0, real, k=5) == (0.0, 0.0)
     centres = 10.0 * np.eye(10)
     clusters = torch.from_numpy(np.concatenate([rng.normal(c, 1.0, size=(50, 10)) for c in centres]))

@@ -96,6 +96,23 @@ def test_gan_checkpoints_and_headline_follow_lenet_fid_not_a_counter(gan_run):
     assert "best checkpoint by val/fid_lenet (min)" in log and "[dgm-lab] completed" in log
 
 
+@pytest.mark.parametrize(("every_n_epochs", "monitor", "checkpoint_every"), [
+    ("1", "val/fid_lenet", None), ("5", "val/fid_lenet", 5), ("null", None, None)])
+def test_gan_monitor_is_a_metric_scored_at_those_validations(compose_train, every_n_epochs, monitor,
+                                                                checkpoint_every):
+    """A selected metric scored at validation picks the checkpoint only where it exists (Lightning
+    stops a run whose monitored key is missing); one kept for the test alone (every_n_epochs=null,
+    the dcgan_fid_mnist row) leaves the newest checkpoint and the user's protocol untouched."""
+    from dgm_lab import builders
+    from dgm_lab.monitor import fill_monitor
+
+    cfg = compose_train(["model=dcgan", "data=digits", "metrics=lenet", f"metrics.every_n_epochs={every_n_epochs}",
+                         "metrics.num_samples=10000"])
+    fill_monitor(cfg, builders.build_datamodule(cfg))
+    assert cfg.monitor.metric == monitor and cfg.metrics.num_samples == 10000
+    assert cfg.callbacks.model_checkpoint.get("every_n_epochs") == checkpoint_every
+
+
 def test_gan_without_any_quality_signal_keeps_the_newest_checkpoint_and_says_so(tmp_path):
     summary = train_run(tmp_path / "run", "model=gan", "model.max_generator_steps=5", "monitor.auto_quality=false")
     assert summary["config"]["monitor"]["metric"] is None and summary["best"] == {}

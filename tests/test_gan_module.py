@@ -184,6 +184,7 @@ def test_mode_coverage_counts_by_hand():
     scores = mode_coverage(points, centres, std=0.02)
     assert scores["modes_covered"] == 2 and scores["histogram"] == [1, 1, 0]
     assert scores["high_quality_frac"] == pytest.approx(0.5)
+    assert scores["mode_score"] == pytest.approx(2.5)  # modes first, then the high-quality fraction
     # nearest-mode shares (1/2, 1/2, 0) against uniform 1/3: sum q log(3q) = log(3/2)
     assert scores["mode_kl"] == pytest.approx(math.log(1.5), rel=1e-12)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 import torch
 
 from dgm_lab.checkpoints import load_checkpoint, rebuild
@@ -99,8 +100,11 @@ def test_conditional_gan_samples_the_requested_mode(tmp_path):
     assert summary["status"] == "completed"
     metrics = summary["metrics"]
     assert metrics["val/generator_step"] == 300
+    assert summary["best"]["monitor"] == "val/mode_score" and summary["best"]["mode"] == "max"
     for split in ("val", "test"):
         assert 0 <= metrics[f"{split}/modes_covered"] <= 8 and 0 <= metrics[f"{split}/high_quality_frac"] <= 1
+        assert metrics[f"{split}/mode_score"] == pytest.approx(
+            metrics[f"{split}/modes_covered"] + metrics[f"{split}/high_quality_frac"], rel=1e-6)  # logged as float32
         assert len(summary["diagnostics"][f"{split}/mode_histogram"]) == 8
     assert (run / "samples" / "modes_step000200.png").exists()
     assert not list((run / "samples").glob("samples_*.png"))  # no image grids for points

@@ -26,6 +26,9 @@ def mode_coverage(points: torch.Tensor, centres: torch.Tensor, std: float, thres
         high_quality_frac: fraction (0..1) of points within ``threshold_std * std`` of a centre.
         mode_kl: KL(q || uniform) in nats (0..log K) of the histogram q of nearest modes over all
             points; 0 when every mode gets the same share, log K when all points go to one mode.
+        mode_score: modes_covered + high_quality_frac, one number that ranks checkpoints by modes
+            first and sharpness second (modes_covered alone ties at K from early on, and a tie keeps
+            the earliest, blurriest checkpoint).
         histogram: high-quality points per mode (K ints).
     """
     distances = torch.cdist(points.double(), centres.double())
@@ -36,12 +39,14 @@ def mode_coverage(points: torch.Tensor, centres: torch.Tensor, std: float, thres
     shares = torch.bincount(nearest, minlength=k).double() / max(len(points), 1)
     present = shares > 0
     mode_kl = (shares[present] * (shares[present] * k).log()).sum()
-    return {"modes_covered": int((histogram > 0).sum()), "high_quality_frac": float(high_quality.double().mean()),
-            "mode_kl": float(mode_kl), "histogram": histogram.tolist()}
+    modes_covered, high_quality_frac = int((histogram > 0).sum()), float(high_quality.double().mean())
+    return {"modes_covered": modes_covered, "high_quality_frac": high_quality_frac, "mode_kl": float(mode_kl),
+            "mode_score": modes_covered + high_quality_frac, "histogram": histogram.tolist()}
 
 
 class ModeCoverage(pl.Callback):
-    """Logs ``{split}/modes_covered``, ``{split}/high_quality_frac`` and ``{split}/mode_kl`` after
+    """Logs ``{split}/modes_covered``, ``{split}/high_quality_frac``, ``{split}/mode_kl`` and
+    ``{split}/mode_score`` (the checkpoint monitor on these data) after
     every validation and test epoch (per-mode histogram in summary.json's diagnostics), and writes
     ``samples/modes_step<N>.png`` (generated points over the true centres) every
     ``plot_every_n_steps`` generator iterations and at every validation, also to W&B.
@@ -79,7 +84,7 @@ class ModeCoverage(pl.Callback):
         if not self.active or trainer.sanity_checking:
             return
         points, scores = self.measure(trainer, pl_module, split)
-        for key in ("modes_covered", "high_quality_frac", "mode_kl"):
+        for key in ("modes_covered", "high_quality_frac", "mode_kl", "mode_score"):
             # every rank computes the same value (same weights, same noise): no sync needed
             pl_module.log(f"{split}/{key}", float(scores[key]), on_step=False, on_epoch=True)
         self.diagnostics[f"{split}/mode_histogram"] = scores["histogram"]

@@ -89,6 +89,8 @@ SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("modes_covered", "max", "modes", 14, digits=0, description="modes with a high-quality sample"),
     MetricSpec("high_quality_frac", "max", "fraction", 15, description="samples within 3 std of a mode"),
     MetricSpec("mode_kl", "min", "nats", 16, description="KL(mode histogram || uniform)"),
+    MetricSpec("mode_score", "max", "", 17, digits=3,
+               description="modes_covered + high_quality_frac: more modes first, then sharper samples"),
     # generic
     MetricSpec("loss", "min", "", description="training objective"),
     MetricSpec("accuracy", "max", "fraction", 15, description="classification accuracy"),

@@ -7,7 +7,6 @@ import functools
 import hashlib
 
 from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import OmegaConf, open_dict
@@ -22,10 +21,11 @@ PLACEHOLDER_PATHS = {"data_dir": "<data_dir>", "log_dir": "<log_dir>", "output_d
 
 def _composed(overrides: list[str]):
     register_resolvers()
-    if not GlobalHydra.instance().is_initialized():  # one initialisation per process: composing is the cost
-        initialize_config_dir(config_dir=CONF_DIR, version_base="1.3")
+    # Hydra's global state is set up for this composition and torn down after it, so a caller that
+    # composes its own configs afterwards (a test, a notebook) finds Hydra as it left it.
     try:
-        return compose("train", overrides=overrides, return_hydra_config=True)
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose("train", overrides=overrides, return_hydra_config=True)
     except HydraException as error:
         raise ConfigError(f"the row's config does not compose: {str(error).splitlines()[0]}") from None
 
