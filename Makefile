@@ -23,7 +23,7 @@ train: $(STAMP)
 
 ## The default test suite, two pytest-xdist workers (one per core here), a test file per worker at a
 ## time so module-scoped trained runs are built once: 21.5 min on 2 CPU cores beside a training job
-## (2026-12-07; 42 min in one process).
+## (2026-12-07; the CI run of 2026-12-02 in one process took 47 min).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile $(ARGS)
 
