@@ -167,7 +167,9 @@ def _save_resolved(cfg: DictConfig, folder: RunFolder) -> None:
 
 def _resume_checkpoint(cfg: DictConfig, folder: RunFolder) -> str | None:
     """The checkpoint to continue from, checked readable (and its config trusted) before anything
-    is written; a resume whose last.ckpt is gone is refused rather than restarted over the run."""
+    is written. A resume whose last.ckpt is gone after the run ended is refused rather than
+    restarted over the run's records; a run killed before its first last.ckpt continues from its
+    newest whole checkpoint, or from the start."""
     path = None
     if cfg.get("ckpt_path"):
         path = Path(cfg.ckpt_path).expanduser().resolve()
@@ -176,9 +178,20 @@ def _resume_checkpoint(cfg: DictConfig, folder: RunFolder) -> str | None:
     elif cfg.get("resume"):
         path = folder.last_checkpoint if folder.last_checkpoint.exists() else None
         summary = folder.read_summary()
-        if path is None and (any(folder.checkpoints.glob("*.ckpt")) or (summary and summary.global_step)):
+        ended = summary is not None and summary.status != "interrupted"
+        if path is None and ended and (folder.whole_checkpoints() or summary.global_step):
+            # a run that ended (completed, failed, diverged) and then lost last.ckpt: continuing from
+            # an older file would train over its records, so the user picks the checkpoint
             raise CheckpointError(f"{folder.path} has trained steps but no {folder.checkpoints.name}/{folder.last_checkpoint.name} "
                                   "to continue from; pass ckpt_path=<one of its checkpoints> with resume=, or start a new run.")
+        if path is None:
+            # killed before its first last.ckpt was whole (SIGKILL, power loss): the newest whole
+            # checkpoint, written in the same epoch-end hook just before last.ckpt, else the start
+            whole = folder.whole_checkpoints()
+            path = whole[0] if whole else None
+            log.warning("%s has no %s/%s (the run was stopped before its first one was written): %s", folder.path,
+                        folder.checkpoints.name, folder.last_checkpoint.name,
+                        f"continuing from {path.name}" if path else "training starts again from its first step")
     if path is not None:
         load_checkpoint(path, cfg.get("allow_targets"))
     return str(path) if path else None

@@ -142,6 +142,13 @@ class RunFolder:
     def eval_record(self) -> Path:
         return self.path / EVAL_RECORD
 
+    def whole_checkpoints(self) -> list[Path]:
+        """The checkpoint files in checkpoints/, newest first, without the hidden temporaries that a
+        write killed halfway leaves (``.<name>.<id>.tmp.ckpt``)."""
+        found = [p for p in self.checkpoints.glob("*.ckpt") if not p.name.startswith(".")] \
+            if self.checkpoints.is_dir() else []
+        return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
     def holds_run(self) -> bool:
         """Whether a run was already trained here (its config or a checkpoint), not only started."""
         return self.config.exists() or any(self.checkpoints.glob("*.ckpt"))

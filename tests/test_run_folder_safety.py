@@ -112,6 +112,30 @@ def test_a_failed_resume_changes_nothing(finished, tmp_path, failure, monkeypatc
     assert not (run / LOCK).exists()
 
 
+@pytest.mark.parametrize("left", ["best checkpoint", "nothing whole"])
+def test_a_run_killed_before_its_first_last_ckpt_resumes(finished, tmp_path, left, monkeypatch, capsys):
+    """SIGKILL inside the first last.ckpt write leaves the epoch's best checkpoint (written just
+    before it in the same hook) and no summary.json: resume continues from that checkpoint; a kill
+    before any whole checkpoint (a temporary left halfway) starts the run again from its first step."""
+    run = copy_of(finished, tmp_path / "run")
+    (run / "summary.json").unlink()
+    killed = subprocess.Popen(["true"])  # its process id names the half-written temporary below
+    killed.wait()
+    (run / "checkpoints" / "last.ckpt").rename(run / "checkpoints" / f".last.{killed.pid}.tmp.ckpt")
+    best = next((run / "checkpoints").glob("best-*.ckpt"))
+    if left == "nothing whole":
+        best.unlink()
+    code, _, err = main_in_process("dgm-train", f"resume={run}", "trainer.max_epochs=2", monkeypatch=monkeypatch,
+                                   capsys=capsys)
+    assert code == 0, err[-3000:]
+    expected = f"continuing from {best.name}" if left == "best checkpoint" else "training starts again from its first step"
+    assert expected in (run / "train.log").read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["timing"]["iterations"] == summary["global_step"] // (
+        2 if left == "best checkpoint" else 1)
+    assert (run / "checkpoints" / "last.ckpt").exists() and not list((run / "checkpoints").glob(".*.tmp.ckpt"))
+
+
 def test_a_second_process_is_refused_and_a_dead_ones_lock_is_taken_over(finished, tmp_path, monkeypatch, capsys):
     run = copy_of(finished, tmp_path / "run")
     holder = subprocess.Popen(
