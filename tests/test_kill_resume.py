@@ -153,3 +153,18 @@ def test_many_random_kills_resume_to_the_uninterrupted_result(tmp_path, family):
         runs += 1
         print(f"{family}: chain {runs} resumed to identical results, {landed} kills so far", flush=True)
     print(f"{family}: {landed} kills in {runs} runs, all resumed to identical weights and metrics")
+
+
+def test_the_carried_validation_is_the_resumed_checkpoints_not_the_tested_ones():
+    """A run resumed after its last epoch reports the val/* metrics of the checkpoint it resumed
+    from; the best checkpoint that its test then loads (an earlier epoch's, for a GAN whose best
+    FID came before the end) must not replace them (found by the random GAN kills)."""
+    from types import SimpleNamespace
+
+    from dgm_lab.callbacks.validation_record import KEY, ValidationRecord, carried_metrics
+
+    record = ValidationRecord()
+    resumed, best = {KEY: {"val/generator_step": 16.0}}, {KEY: {"val/generator_step": 12.0}}
+    record.on_load_checkpoint(SimpleNamespace(state=SimpleNamespace(fn="fit")), None, resumed)
+    record.on_load_checkpoint(SimpleNamespace(state=SimpleNamespace(fn="test")), None, best)
+    assert carried_metrics([record]) == {"val/generator_step": 16.0}

@@ -23,7 +23,11 @@ class ValidationRecord(pl.Callback):
         checkpoint[KEY] = {key: value for key, value in metrics.items() if key.startswith("val/")}
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
-        self.restored = dict(checkpoint.get(KEY) or {})
+        # Only the checkpoint a fit resumes from: the test that follows loads the *best* checkpoint,
+        # whose older validation must not stand in for the last one (a GAN whose best FID came an
+        # epoch before the end reported that epoch's val/* after a resume).
+        if trainer.state.fn == "fit":
+            self.restored = dict(checkpoint.get(KEY) or {})
 
 
 def carried_metrics(callbacks: list) -> dict[str, float]:
