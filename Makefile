@@ -22,7 +22,7 @@ train: $(STAMP)
 	$(BIN)/dgm-train $(ARGS)
 
 ## The default test suite, two pytest-xdist workers (one per core here), a test file per worker at a
-## time so module-scoped trained runs are built once: 21.5 min on 2 CPU cores beside a training job
+## time so module-scoped trained runs are built once: 23 min on 2 CPU cores beside two training jobs
 ## (2026-12-07; the CI run of 2026-12-02 in one process took 47 min).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile $(ARGS)
