@@ -101,6 +101,26 @@ def unwritable_output(args: list[str]) -> str | None:
     return None
 
 
+# What Hydra's override parser reads as a number, bool or null rather than a string.
+NOT_A_STRING = r"[-+]?(\d[\d_]*\.?\d*(e[-+]?\d+)?|\.\d+|inf|nan)|true|false"
+# Paths that Hydra resolves into the run folder before any task runs (``resume=-1`` would stop
+# inside pathlib with a traceback, or name a folder "-1").
+PATH_KEYS = ("resume", "ckpt_path")
+
+
+def numeric_path(args: list[str]) -> str | None:
+    """A path setting given a value Hydra parses as a number or bool: one sentence, before Hydra."""
+    import re
+
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") in PATH_KEYS and re.fullmatch(NOT_A_STRING, value.strip(), re.IGNORECASE):
+            name = key.lstrip("+")
+            return (f"{name} must be a path (a file or folder name), got {name}={value}; quote a name that looks "
+                    f"like a number: {name}=\"'{value}'\".")
+    return None
+
+
 def non_option_group_choice(args: list[str]) -> str | None:
     """A config-group override whose value Hydra parses as a number, bool or null (``metrics=3``):
     Hydra stops on it with a traceback, so it is answered here with the group's options."""
@@ -110,8 +130,7 @@ def non_option_group_choice(args: list[str]) -> str | None:
     for arg in args:
         key, _, value = arg.partition("=")
         group = key.lstrip("+~")
-        if "." in group or not re.fullmatch(r"[-+]?(\d[\d_]*\.?\d*(e[-+]?\d+)?|\.\d+|inf|nan)|true|false|null",
-                                           value.strip(), re.IGNORECASE):
+        if "." in group or not re.fullmatch(f"{NOT_A_STRING}|null", value.strip(), re.IGNORECASE):
             continue
         groups = help.config_groups(CONF_DIR) if groups is None else groups
         if group in groups:
@@ -133,7 +152,7 @@ def hydra_main(config_name: str, task) -> None:
         sys.stdout.write(text)
         return
     quiet_third_party_logs()
-    problem = unwritable_output(sys.argv[1:]) or non_option_group_choice(sys.argv[1:])
+    problem = unwritable_output(sys.argv[1:]) or numeric_path(sys.argv[1:]) or non_option_group_choice(sys.argv[1:])
     if problem:
         _fail(f"dgm-{config_name}", problem, EXIT_USER_ERROR)
     started = []

@@ -27,7 +27,7 @@ from dgm_lab.files import write_atomically
 from dgm_lab.interrupts import stop_on_signals
 from dgm_lab.metrics import specs
 from dgm_lab.run_folder import EVAL_RECORD, RunFolder, scalar_metrics
-from dgm_lab.settings import check_seed
+from dgm_lab.settings import check_paths, check_seed
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -41,6 +41,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from dgm_lab.metrics.settings import Settings
 
     check_seed(cfg.get("seed"))
+    check_paths(cfg, "ckpt_path", "images", "output")
     sample_quality_only = bool(cfg.get("images")) or not cfg.get("likelihood", True)
     # the papers' FID protocol compares samples with the training images: allowed where no likelihood is computed
     if cfg.split not in ("val", "test") and not (cfg.split == "train" and sample_quality_only):

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, ListConfig
 from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.errors import ConfigError
 from dgm_lab.run_folder import RunFolder
-from dgm_lab.settings import SamplingSettings
+from dgm_lab.settings import SamplingSettings, check_paths
 
 
 def requested_labels(cfg: DictConfig, model):
@@ -77,6 +77,7 @@ def draw(cfg: DictConfig) -> dict:
     from dgm_lab.models.contract import GibbsSampler
     from dgm_lab.synthetic import EXPORTS, class_grid, write_image_folder, write_npz
 
+    check_paths(cfg, "ckpt_path", "output")
     if not cfg.get("ckpt_path"):
         raise ConfigError("pass ckpt_path=<checkpoint file or run folder>, e.g. dgm-sample ckpt_path=outputs/vae/<run>.")
     SamplingSettings.from_config(cfg)  # counts and seed checked before anything is loaded

@@ -13,6 +13,16 @@ def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def check_paths(cfg, *names: str) -> None:
+    """Path settings (``ckpt_path=``, ``resume=``, ``output=``, ``images=``): Hydra parses
+    ``ckpt_path=0.5`` or ``resume=-1`` as numbers, which would fail deep inside ``pathlib``."""
+    for name in names:
+        value = cfg.get(name)
+        require(value is None or isinstance(value, str),
+                f"{name} must be a path (a file or folder name), got {name}={value!r}; quote a name that looks like a "
+                f"number: {name}=\"'{value}'\".")
+
+
 def check_seed(seed) -> None:
     """``seed``: an integer numpy accepts (pl.seed_everything would fail on ``seed=abc`` or -1 deep inside)."""
     require(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32,

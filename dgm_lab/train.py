@@ -24,6 +24,7 @@ from dgm_lab.cli import hydra_main, reports_user_errors
 from dgm_lab.errors import ConfigError
 from dgm_lab.metrics import specs
 from dgm_lab.safe_config import load_run_config
+from dgm_lab.settings import check_paths
 
 log = logging.getLogger("dgm_lab")
 
@@ -121,6 +122,7 @@ def train_task(cfg: DictConfig) -> float | None:
 
     from dgm_lab.run import train
 
+    check_paths(cfg, "resume", "ckpt_path")
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     requeued = slurm_requeue(cfg) if not cfg.get("resume") and not multirun and HydraConfig.initialized() else None
     if requeued is not None:

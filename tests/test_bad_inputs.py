@@ -89,6 +89,10 @@ CASES = [
     ("eval.iwae_k=0", "dgm-eval", ["ckpt_path={run}", "eval.iwae_k=0"], "eval.iwae_k must be a positive integer"),
     ("AIS temperatures 1", "dgm-eval", ["ckpt_path={run}", "eval.ais.num_betas=1"], "eval.ais.num_betas must be at least 3"),
     ("learning rate 0", "dgm-train", ["optimizer.lr=0"], "optimizer.lr must be positive"),
+    # found by the slow fuzz test: Hydra reads these as numbers and resolved them into the run folder
+    ("resume= a number", "dgm-train", ["resume=-1"], "resume must be a path (a file or folder name), got resume=-1"),
+    ("ckpt_path= a number", "dgm-sample", ["ckpt_path=0.5"], "ckpt_path must be a path (a file or folder name)"),
+    ("ckpt_path= a number to dgm-eval", "dgm-eval", ["ckpt_path=1e3"], "ckpt_path must be a path"),
 ]
 
 
