@@ -17,6 +17,7 @@ from dgm_lab import help
 from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.errors import DivergedError, Interrupted, UserError
 from dgm_lab.interrupts import EvaluationInterrupted
+from dgm_lab.settings import not_a_path
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
@@ -115,9 +116,7 @@ def numeric_path(args: list[str]) -> str | None:
     for arg in args:
         key, _, value = arg.partition("=")
         if key.lstrip("+") in PATH_KEYS and re.fullmatch(NOT_A_STRING, value.strip(), re.IGNORECASE):
-            name = key.lstrip("+")
-            return (f"{name} must be a path (a file or folder name), got {name}={value}; quote a name that looks "
-                    f"like a number: {name}=\"'{value}'\".")
+            return not_a_path(key.lstrip("+"), value)
     return None
 
 

@@ -178,8 +178,9 @@ def _resume_checkpoint(cfg: DictConfig, folder: RunFolder) -> str | None:
     elif cfg.get("resume"):
         path = folder.last_checkpoint if folder.last_checkpoint.exists() else None
         summary = folder.read_summary()
+        whole = folder.whole_checkpoints() if path is None else []
         ended = summary is not None and summary.status != "interrupted"
-        if path is None and ended and (folder.whole_checkpoints() or summary.global_step):
+        if path is None and ended and (whole or summary.global_step):
             # a run that ended (completed, failed, diverged) and then lost last.ckpt: continuing from
             # an older file would train over its records, so the user picks the checkpoint
             raise CheckpointError(f"{folder.path} has trained steps but no {folder.checkpoints.name}/{folder.last_checkpoint.name} "
@@ -187,7 +188,6 @@ def _resume_checkpoint(cfg: DictConfig, folder: RunFolder) -> str | None:
         if path is None:
             # killed before its first last.ckpt was whole (SIGKILL, power loss): the newest whole
             # checkpoint, written in the same epoch-end hook just before last.ckpt, else the start
-            whole = folder.whole_checkpoints()
             path = whole[0] if whole else None
             log.warning("%s has no %s/%s (the run was stopped before its first one was written): %s", folder.path,
                         folder.checkpoints.name, folder.last_checkpoint.name,

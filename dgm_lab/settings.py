@@ -13,14 +13,18 @@ def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def not_a_path(name: str, value) -> str:
+    """The sentence for a path setting that Hydra read as a number or bool (``resume=-1``)."""
+    return (f"{name} must be a path (a file or folder name), got {name}={value}; quote a name that looks like a "
+            f"number: {name}=\"'{value}'\".")
+
+
 def check_paths(cfg, *names: str) -> None:
     """Path settings (``ckpt_path=``, ``resume=``, ``output=``, ``images=``): Hydra parses
     ``ckpt_path=0.5`` or ``resume=-1`` as numbers, which would fail deep inside ``pathlib``."""
     for name in names:
         value = cfg.get(name)
-        require(value is None or isinstance(value, str),
-                f"{name} must be a path (a file or folder name), got {name}={value!r}; quote a name that looks like a "
-                f"number: {name}=\"'{value}'\".")
+        require(value is None or isinstance(value, str), not_a_path(name, value))
 
 
 def check_seed(seed) -> None:
