@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hydra
 from hydra.errors import HydraException
+from omegaconf.errors import InterpolationResolutionError
 
 from dgm_lab import help
 from dgm_lab.config import CONF_DIR, register_resolvers
@@ -33,6 +34,10 @@ def reports_user_errors(prog: str):
                 return fn(*args, **kwargs)
             except UserError as error:
                 _fail(prog, str(error), EXIT_USER_ERROR)
+            except InterpolationResolutionError as error:  # ${oc.env:UNSET} and the like, met while reading a setting
+                cause = str(error).splitlines()[0]
+                _fail(prog, f"setting {error.full_key or '?'} could not be resolved ({cause}); fix or remove it.",
+                      EXIT_USER_ERROR)
             except DivergedError as error:
                 _fail(prog, f"training diverged: {error}", EXIT_DIVERGED)
             except EvaluationInterrupted as error:  # nothing to close: exit at once

@@ -93,6 +93,8 @@ CASES = [
     ("resume= a number", "dgm-train", ["resume=-1"], "resume must be a path (a file or folder name), got resume=-1"),
     ("ckpt_path= a number", "dgm-sample", ["ckpt_path=0.5"], "ckpt_path must be a path (a file or folder name)"),
     ("ckpt_path= a number to dgm-eval", "dgm-eval", ["ckpt_path=1e3"], "ckpt_path must be a path"),
+    ("unset environment variable", "dgm-eval", ["ckpt_path={run}", "eval.iwae_k=${{oc.env:DGM_NO_SUCH_VARIABLE}}"],
+     "setting eval.iwae_k could not be resolved"),
 ]
 
 
