@@ -6,7 +6,9 @@
 - ``DGM_TEST_WRITE_FAIL_AFTER=<n>``: the n-th checkpoint write (1-based) fails halfway with
   ENOSPC, as on a full disk;
 - ``DGM_TEST_NAN_AT_STEPS=3,4``: the VAE's training loss is NaN at those global steps (its
-  gradients then are too), as a diverging batch.
+  gradients then are too), as a diverging batch;
+- ``DGM_TEST_NAN_GRAD_AT_STEPS=3``: the loss stays finite at those steps but its gradients are NaN,
+  as from a square root at zero.
 """
 
 from __future__ import annotations
@@ -48,8 +50,26 @@ NAN_AT_STEPS = {int(step) for step in os.environ.get("DGM_TEST_NAN_AT_STEPS", ""
 original_training_step = VAE.training_step
 
 
+NAN_GRAD_AT_STEPS = {int(step) for step in os.environ.get("DGM_TEST_NAN_GRAD_AT_STEPS", "").split(",") if step}
+
+
+class NanGradient(torch.autograd.Function):
+    """Zero in the forward pass, NaN in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        return x.sum() * 0
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full(ctx.shape, float("nan"))
+
+
 def training_step_with_nan(self, batch, batch_idx):
     loss = original_training_step(self, batch, batch_idx)
+    if self.global_step in NAN_GRAD_AT_STEPS:
+        loss = loss + NanGradient.apply(next(self.parameters()))
     return loss * float("nan") if self.global_step in NAN_AT_STEPS else loss
 
 

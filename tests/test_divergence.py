@@ -17,8 +17,9 @@ from tests.conftest import FAST, REPO
 RUN = [*[o for o in FAST if not o.startswith("trainer.max_epochs")], "trainer.max_epochs=2", "test=false"]
 
 
-def faulty_train(nan_steps: str, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", "DGM_TEST_NAN_AT_STEPS": nan_steps}
+def faulty_train(nan_steps: str, *overrides: str, multirun: bool = False, nan_grad_steps: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", "DGM_TEST_NAN_AT_STEPS": nan_steps,
+           "DGM_TEST_NAN_GRAD_AT_STEPS": nan_grad_steps}
     env.pop("DGM_RAISE", None)
     return subprocess.run([sys.executable, "-m", "tests.faulty_train", *(["-m"] if multirun else []), *RUN, *overrides], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -51,4 +52,16 @@ def test_policy_gives_up_with_status_diverged(tmp_path, policy, nan_steps, sente
                           f"hydra.run.dir={run}")
     assert result.returncode == 3, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and sentence in result.stderr.strip().splitlines()[-1], result.stderr[-2000:]
+    assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_stop_finds_nan_gradients_behind_a_finite_loss_in_the_weights(tmp_path):
+    """``stop`` checks the weights, not every step's gradients: a NaN gradient under a finite loss
+    still ends the run as diverged at the next check, with the checkpoints before it kept."""
+    run = tmp_path / "run"
+    result = faulty_train("", "trainer.nan_policy=stop", "callbacks.divergence_guard.check_every_n_steps=2",
+                          f"hydra.run.dir={run}", nan_grad_steps="3")
+    assert result.returncode == 3, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr and "the training loss or the weights became NaN or infinite by step 4" in last, last
     assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
