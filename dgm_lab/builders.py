@@ -140,6 +140,8 @@ def build_trainer(cfg: DictConfig, callbacks, loggers) -> pl.Trainer:
     node = OmegaConf.create(performance.lightning_arguments(OmegaConf.to_container(cfg.trainer, resolve=True)))
     for key in TRAINER_SETTINGS:
         node.pop(key, None)
+    if node.get("enable_progress_bar") is False:  # Lightning refuses a bar callback beside it: drop callbacks.progress_bar
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     return instantiate(node, callbacks=callbacks, logger=loggers)
 
 

@@ -59,6 +59,17 @@ def test_default_run_folder_is_unique_per_job(tmp_path):
     assert all(len(f.name.split("-")[-1]) == 6 for f in folders)
 
 
+def test_lightning_switch_turns_the_progress_bar_off(tmp_path):
+    """Lightning's own ``enable_progress_bar=false`` works as users know it: the bar callback of the
+    callbacks group is left out instead of Lightning refusing the pair."""
+    run = tmp_path / "run"
+    result = run_cli("dgm-train", "data=digits", "trainer.max_epochs=1", "logger=none", "test=false",
+                     "trainer.enable_progress_bar=false", f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Epoch 0" not in result.stdout + result.stderr
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
 def test_nan_loss_stops_with_status_diverged(tmp_path):
     run = tmp_path / "run"
     result = run_cli("dgm-train", "data=digits", "logger=none", "optimizer=sgd", "optimizer.lr=1e30",
