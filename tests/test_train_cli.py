@@ -64,7 +64,7 @@ def test_lightning_switch_turns_the_progress_bar_off(tmp_path):
     callbacks group is left out instead of Lightning refusing the pair."""
     run = tmp_path / "run"
     result = run_cli("dgm-train", "data=digits", "trainer.max_epochs=1", "logger=none", "test=false",
-                     "trainer.enable_progress_bar=false", f"hydra.run.dir={run}")
+                     "+trainer.enable_progress_bar=false", f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Epoch 0" not in result.stdout + result.stderr
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
