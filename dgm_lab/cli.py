@@ -35,9 +35,10 @@ def reports_user_errors(prog: str):
             except UserError as error:
                 _fail(prog, str(error), EXIT_USER_ERROR)
             except InterpolationResolutionError as error:  # ${oc.env:UNSET} and the like, met while reading a setting
+                ours = _user_error_in(error)  # a resolver of ours that explains itself (${dgm_required:...})
                 cause = str(error).splitlines()[0]
-                _fail(prog, f"setting {error.full_key or '?'} could not be resolved ({cause}); fix or remove it.",
-                      EXIT_USER_ERROR)
+                _fail(prog, str(ours) if ours else f"setting {error.full_key or '?'} could not be resolved ({cause}); "
+                      "fix or remove it.", EXIT_USER_ERROR)
             except DivergedError as error:
                 _fail(prog, f"training diverged: {error}", EXIT_DIVERGED)
             except EvaluationInterrupted as error:  # nothing to close: exit at once
@@ -48,6 +49,17 @@ def reports_user_errors(prog: str):
         return run
 
     return wrap
+
+
+def _user_error_in(error: BaseException) -> UserError | None:
+    """The UserError an exception was raised from, if any (its __cause__/__context__ chain)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _fail(prog: str, message: str, code: int):

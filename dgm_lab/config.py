@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dgm_lab import performance
+from dgm_lab.errors import ConfigError
 from dgm_lab.models.moved import MOVED_TARGETS, REMOVED_MODEL_KEYS
 from dgm_lab.models.schemas import check_model_config, register_model_schemas
 from dgm_lab.settings import EvaluationSettings, OptimizerSettings, check_seed, check_trainer_limits
@@ -69,8 +70,16 @@ def wandb_mode() -> str:
     return "offline"
 
 
+def required(setting: str, what: str):
+    """``${dgm_required:model.m1_ckpt,'the run folder of a trained M1 VAE'}``: a setting an
+    experiment cannot run without. (A ``???`` in an experiment would not do: merged over the
+    model's default it leaves the default in place, and the run would quietly be another model.)"""
+    raise ConfigError(f"{setting} needs a value: give {setting}=<{what}>.")
+
+
 def register_resolvers() -> None:
     resolvers = {
+        "dgm_required": required,
         "dgm_run_dir": run_dir,
         "dgm_hydra_subdir": hydra_subdir,
         "dgm_wandb_mode": wandb_mode,

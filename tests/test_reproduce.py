@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dgm_lab.reproduce.config_hash import config_hash
+from dgm_lab.reproduce.config_hash import config_hash, row_hash
 from dgm_lab.reproduce.registry import load_registry
 from dgm_lab.reproduce.status import read_result
 from dgm_lab.reproduce.table import BEGIN, END
@@ -46,7 +46,7 @@ def test_registry_rows_are_complete_and_set_their_evaluation_protocol():
 
 # One quick run per model family in the default suite (each costs a dgm-train start and a short
 # schedule); every other row runs --quick with the slow tests, and every row composes here.
-QUICK_IN_DEFAULT_SUITE = {"vae_k1", "rbm_cd1", "dbn_500_2000", "wgan_gp_ring8"}
+QUICK_IN_DEFAULT_SUITE = {"vae_k1", "rbm_cd1", "dbn_500_2000", "wgan_gp_ring8", "m1m2_mnist100"}
 
 
 @pytest.mark.parametrize("name", RUNNABLE)
@@ -63,7 +63,7 @@ def test_every_runnable_row_composes_and_runs_quick(name, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     stored = json.loads((tmp_path / "results" / "quick" / f"{name}.json").read_text())
     row = ROWS[name]
-    assert stored["quick"] is True and stored["config_hash"] == config_hash(row.train_overrides())
+    assert stored["quick"] is True and stored["config_hash"] == row_hash(row, ROWS)
     if "data" in row.needs:  # the Inception scores need weights that are not here: quick leaves them out
         assert stored["value"] is None and row.target.metric in stored["missing_metrics"]
     else:
@@ -170,3 +170,43 @@ def test_resume_continues_a_stopped_row_to_the_end_of_its_schedule(tmp_path):
     stored = read_result(results / "long.json")
     assert stored["commands"][-1] == f"dgm-train resume={run}"
     assert stored["value"] == done["metrics"]["test/nll_iwae"] and stored["run_folders"] == [str(run)]
+
+
+def test_a_row_after_another_runs_that_row_first_and_trains_on_its_run_folder(tmp_path):
+    """m1m2_mnist100 runs after m1_mnist: one command trains M1, then M1+M2 on M1's run folder; a
+    second command reuses the completed M1 run instead of training it again."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    args = ["m1m2_mnist100", "--quick", "--runs-dir", str(runs), "--results-dir", str(results)]
+    result = reproduce(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    m1_folder = runs / "m1_mnist-quick"
+    stored = json.loads((results / "quick" / "m1m2_mnist100.json").read_text())
+    assert f"model.m1_ckpt={m1_folder}" in stored["commands"][0].split()
+    assert (results / "quick" / "m1_mnist.json").exists()
+    assert yaml.safe_load((runs / "m1m2_mnist100-quick" / "config.yaml").read_text())["model"]["m1_ckpt"] == str(m1_folder)
+    again = reproduce(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(json.loads((m1_folder / "reproduce.json").read_text())) == 1  # M1 kept, not trained again
+
+
+def test_a_chained_rows_hash_follows_the_row_it_runs_after(tmp_path):
+    chained = _vae_row(after={"row": "m1", "setting": "name"})
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    same = load_registry(_registry(tmp_path / "a", {"m1": _vae_row(), "m2": chained}))
+    changed = load_registry(_registry(tmp_path / "b", {"m1": _vae_row(overrides=["model.latent_dim=7"]), "m2": chained}))
+    assert config_hash(same["m2"].train_overrides()) == config_hash(changed["m2"].train_overrides())
+    assert row_hash(same["m2"], same) != row_hash(changed["m2"], changed)  # a changed M1 makes M1+M2 stale
+    assert row_hash(same["m1"], same) == config_hash(same["m1"].train_overrides())
+
+
+@pytest.mark.parametrize(("after", "sentence"), [
+    ({"row": "nowhere", "setting": "model.m1_ckpt"}, "row 'b' of the baselines registry runs after 'nowhere', which is not a row."),
+    ("m1", "row 'b' of the baselines registry: after must be a mapping with a row name and a setting"),
+    ({"row": "b", "setting": "model.m1_ckpt"}, "rows b -> b of the baselines registry run after each other in a circle."),
+])
+def test_a_bad_after_in_the_registry_is_one_sentence(tmp_path, after, sentence):
+    registry = _registry(tmp_path, {"a": _vae_row(), "b": _vae_row(after=after)})
+    result = reproduce("--list", "--registry", str(registry))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"dgm-reproduce: error: {result.stderr.split('error: ', 1)[1].strip()}"]
+    assert sentence in result.stderr

@@ -216,3 +216,14 @@ def test_m1_m2_trains_on_the_frozen_codes_of_a_vae_run(tmp_path):
                       "model.likelihood._target_=dgm_lab.models.vae.Gaussian", f"hydra.run.dir={tmp_path / 'bad'}")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "nowhere does not exist" in missing.stderr
+
+
+def test_m1m2_experiment_without_an_m1_run_is_one_sentence(tmp_path):
+    """The experiment cannot run as plain M2 by accident: model.m1_ckpt is required (a ``???`` merged
+    over M2's default of none would have left the default)."""
+    result = run_cli("dgm-train", "experiment=m1m2_mnist100", "data=digits", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "dgm-train: error: model.m1_ckpt needs a value: give model.m1_ckpt=<the run folder of a trained M1, "
+        "dgm-train experiment=m1_mnist>.")
+    assert not (tmp_path / "run" / "checkpoints").exists()

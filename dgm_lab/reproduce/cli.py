@@ -16,8 +16,8 @@ from pathlib import Path
 from dgm_lab.cli import EXIT_USER_ERROR
 from dgm_lab.errors import UserError
 from dgm_lab.reproduce import runner
-from dgm_lab.reproduce.config_hash import config_hash
-from dgm_lab.reproduce.registry import find_row, load_registry
+from dgm_lab.reproduce.config_hash import row_hash
+from dgm_lab.reproduce.registry import find_row, load_registry, upstream_rows
 from dgm_lab.reproduce.status import read_result, row_status
 from dgm_lab.reproduce.table import write_table
 
@@ -44,18 +44,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _current_hash(row) -> str | None:
-    if not row.experiment_file.exists():
+def _current_hash(row, rows: dict) -> str | None:
+    if not all(r.experiment_file.exists() for r in [row, *upstream_rows(rows, row)]):
         return None
     try:
-        return config_hash(row.train_overrides())
+        return row_hash(row, rows)
     except UserError:
         return None
 
 
 def statuses(rows: dict, results_dir: Path) -> dict:
     return {name: row_status(row, read_result(runner.result_path(row, results_dir, quick=False)),
-                             _current_hash(row)) for name, row in rows.items()}
+                             _current_hash(row, rows)) for name, row in rows.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("name a registry row to run (dgm-reproduce --list shows them), or pass --list or --table.")
         row = find_row(rows, args.name)
         path = runner.run_row(row, args.runs_dir or runner.default_runs_dir(), args.results_dir,
-                              quick=args.quick, resume=args.resume)
+                              quick=args.quick, resume=args.resume, rows=rows)
         print(f"[dgm-reproduce] {row.name}: result in {path}")
         return 0
     except UserError as error:

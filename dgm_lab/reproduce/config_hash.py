@@ -13,6 +13,7 @@ from omegaconf import OmegaConf, open_dict
 
 from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.errors import ConfigError
+from dgm_lab.reproduce.registry import Row, upstream_rows
 
 # Where this machine keeps things, not what the run computes: fixed before resolving. The logger
 # and the seed are left out too: the seeds are the row's, and a logger does not change a number.
@@ -53,3 +54,10 @@ def config_hash(overrides: list[str]) -> str:
     """sha256 (first 16 hex digits) of the resolved config as sorted YAML (cached per process)."""
     return _hash(tuple(overrides))
 
+
+
+def row_hash(row: Row, rows: dict[str, Row]) -> str:
+    """A row's config hash; for a row run ``after`` others, combined with theirs, so that a changed
+    M1 config shows the M1+M2 result as stale too."""
+    digests = [config_hash(r.train_overrides()) for r in [row, *upstream_rows(rows, row)]]
+    return digests[0] if len(digests) == 1 else hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16]

@@ -13,6 +13,7 @@ from dgm_lab.errors import ConfigError, DataError
 DIRECTIONS = ("higher", "lower")
 NEEDS = ("gpu", "data")
 REGISTRY = Path(CONF_DIR).parent / "experiments" / "baselines.yaml"  # a source checkout's registry
+UPSTREAM_PLACEHOLDER = "runs/{row}"  # stands for the run folder of an ``after`` row in the config hash
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class Row:
     budget: str = ""
     note: str = ""
     extra: dict = field(default_factory=dict)
+    # (row, setting): that row is run first and its run folder given to this one's dgm-train as
+    # ``setting`` (M1+M2 models the codes of the M1 row's VAE: model.m1_ckpt)
+    after: tuple[str, str] | None = None
 
     @property
     def target(self) -> Target:
@@ -67,13 +71,16 @@ class Row:
     def experiment_file(self) -> Path:
         return Path(CONF_DIR) / "experiment" / f"{self.experiment}.yaml"
 
-    def train_overrides(self) -> list[str]:
-        """What the row adds to dgm-train, without seed, quick settings or run folder."""
-        return [f"experiment={self.experiment}", *self.overrides, *self.protocol]
+    def train_overrides(self, upstream: Path | str | None = None) -> list[str]:
+        """What the row adds to dgm-train, without seed, quick settings or run folder. A row run
+        ``after`` another gets that row's run folder ``upstream`` (a placeholder when not given:
+        the config hash does not depend on where this machine keeps runs)."""
+        chained = [f"{self.after[1]}={upstream or UPSTREAM_PLACEHOLDER.format(row=self.after[0])}"] if self.after else []
+        return [f"experiment={self.experiment}", *self.overrides, *chained, *self.protocol]
 
-    def command(self, seed: int, quick: bool = False) -> list[str]:
+    def command(self, seed: int, quick: bool = False, upstream: Path | str | None = None) -> list[str]:
         """The dgm-train arguments of one seed (the run folder is added by the runner)."""
-        return [*self.train_overrides(), f"seed={seed}", *(self.quick if quick else ()), "logger=csv"]
+        return [*self.train_overrides(upstream), f"seed={seed}", *(self.quick if quick else ()), "logger=csv"]
 
 
 def _strings(value, where: str) -> tuple[str, ...]:
@@ -113,7 +120,14 @@ def _row(name: str, spec: dict) -> Row:
     if unknown:
         raise DataError(f"{where}: needs may list gpu and data only, got {unknown}.")
     known = {*required, "metric", "published", "direction", "tolerance", "also", "overrides", "protocol",
-             "quick", "seeds", "needs", "waits_on", "budget", "note"}
+             "quick", "seeds", "needs", "waits_on", "budget", "note", "after"}
+    after = spec.get("after")
+    if after is not None:
+        if not (isinstance(after, dict) and set(after) == {"row", "setting"}
+                and all(isinstance(v, str) and v for v in after.values())):
+            raise DataError(f"{where}: after must be a mapping with a row name and a setting, as "
+                            "{row: m1_mnist, setting: model.m1_ckpt}.")
+        after = (after["row"], after["setting"])
     return Row(name=name, title=spec["title"], paper=spec["paper"], table=str(spec["table"]), source=spec["source"],
                experiment=spec["experiment"], targets=tuple(targets),
                overrides=_strings(spec.get("overrides"), f"{where}: overrides"),
@@ -121,7 +135,7 @@ def _row(name: str, spec: dict) -> Row:
                quick=_strings(spec.get("quick"), f"{where}: quick"),
                seeds=tuple(int(s) for s in spec.get("seeds") or [0]), needs=needs, waits_on=spec.get("waits_on"),
                budget=str(spec.get("budget") or ""), note=str(spec.get("note") or ""),
-               extra={k: v for k, v in spec.items() if k not in known})
+               extra={k: v for k, v in spec.items() if k not in known}, after=after)
 
 
 def load_registry(path: Path | str | None = None) -> dict[str, Row]:
@@ -135,7 +149,31 @@ def load_registry(path: Path | str | None = None) -> dict[str, Row]:
         raise DataError(f"{path} is not valid YAML ({str(error).splitlines()[0]}).") from None
     if not isinstance(content, dict) or not isinstance(content.get("rows"), dict):
         raise DataError(f"{path} has no 'rows' mapping of row name to settings.")
-    return {name: _row(name, spec) for name, spec in content["rows"].items()}
+    rows = {name: _row(name, spec) for name, spec in content["rows"].items()}
+    for name in rows:
+        _check_chain(rows, name)
+    return rows
+
+
+def _check_chain(rows: dict[str, Row], name: str) -> None:
+    """A row's ``after`` names a row of the registry, and following them never comes back."""
+    seen = [name]
+    while rows[seen[-1]].after is not None:
+        upstream = rows[seen[-1]].after[0]
+        if upstream not in rows:
+            raise DataError(f"row {seen[-1]!r} of the baselines registry runs after {upstream!r}, which is not a row.")
+        if upstream in seen:
+            raise DataError(f"rows {' -> '.join([*seen, upstream])} of the baselines registry run after each other in a circle.")
+        seen.append(upstream)
+
+
+def upstream_rows(rows: dict[str, Row], row: Row) -> list[Row]:
+    """The rows ``row`` runs after, nearest first."""
+    chain = []
+    while row.after is not None:
+        row = rows[row.after[0]]
+        chain.append(row)
+    return chain
 
 
 def find_row(rows: dict[str, Row], name: str) -> Row:

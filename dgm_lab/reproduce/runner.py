@@ -25,8 +25,8 @@ from dgm_lab.config import CONF_DIR
 from dgm_lab.errors import ConfigError, UserError
 from dgm_lab.files import user_cache_dir, write_atomically
 from dgm_lab.reproduce import progress, provenance
-from dgm_lab.reproduce.config_hash import config_hash
-from dgm_lab.reproduce.registry import Row
+from dgm_lab.reproduce.config_hash import row_hash
+from dgm_lab.reproduce.registry import Row, upstream_rows
 from dgm_lab.run_folder import RunFolder
 
 REPO = Path(CONF_DIR).parent
@@ -100,11 +100,22 @@ def _exit_on_sigterm(signum, frame):
 
 
 def run_row(row: Row, runs_dir: Path, results_dir: Path, quick: bool = False, resume: bool = False,
-            poll_s: float = 20.0) -> Path:
-    """Run (or continue) every seed of ``row``, then write and return its result file."""
+            poll_s: float = 20.0, rows: dict[str, Row] | None = None) -> Path:
+    """Run (or continue) every seed of ``row``, then write and return its result file. A row run
+    ``after`` another (``rows``: the registry) first completes that row (run, continued, or kept
+    when its run has completed) and trains on its first seed's run folder."""
+    rows = rows or {row.name: row}
+    for before in reversed(upstream_rows(rows, row)):
+        check_runnable(before)
     check_runnable(row)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `kill <pid>` stops the dgm-train it runs as well
-    digest = config_hash(row.train_overrides())  # also: the row composes, before any long run starts
+    digest = row_hash(row, rows)  # also: the rows compose, before any long run starts
+    upstream = None
+    if row.after is not None:
+        before = rows[row.after[0]]
+        print(f"[dgm-reproduce] {row.name} runs after {before.name}: that row first", flush=True)
+        run_row(before, runs_dir, results_dir, quick=quick, resume=True, poll_s=poll_s, rows=rows)
+        upstream = run_folder(before, runs_dir, before.seeds[0], quick)
     for seed in seeds_of(row, quick):
         folder = run_folder(row, runs_dir, seed, quick)
         summary = RunFolder(folder).read_summary()
@@ -118,7 +129,7 @@ def run_row(row: Row, runs_dir: Path, results_dir: Path, quick: bool = False, re
         else:
             if quick and folder.exists():  # quick runs are scratch: each starts clean
                 shutil.rmtree(folder)
-            args = [*row.command(seed, quick), f"hydra.run.dir={folder}"]
+            args = [*row.command(seed, quick, upstream), f"hydra.run.dir={folder}"]
         returncode = _run_session(args, folder, digest, poll_s)
         if returncode:
             raise UserError(f"dgm-train exited with status {returncode} for {row.name!r} seed {seed}; its output is "
