@@ -12,7 +12,7 @@ from pathlib import Path
 
 import hydra
 from hydra.errors import HydraException
-from omegaconf.errors import InterpolationResolutionError
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from dgm_lab import help
 from dgm_lab.config import CONF_DIR, register_resolvers
@@ -34,6 +34,9 @@ def reports_user_errors(prog: str):
                 return fn(*args, **kwargs)
             except UserError as error:
                 _fail(prog, str(error), EXIT_USER_ERROR)
+            except MissingMandatoryValue as error:  # a ??? the command line did not fill (data=npz without data.path)
+                key = error.full_key or "?"
+                _fail(prog, f"setting {key} needs a value: give {key}=... on the command line.", EXIT_USER_ERROR)
             except InterpolationResolutionError as error:  # ${oc.env:UNSET} and the like, met while reading a setting
                 ours = _user_error_in(error)  # a resolver of ours that explains itself (${dgm_required:...})
                 cause = str(error).splitlines()[0]

@@ -95,6 +95,12 @@ CASES = [
     ("ckpt_path= a number to dgm-eval", "dgm-eval", ["ckpt_path=1e3"], "ckpt_path must be a path"),
     ("unset environment variable", "dgm-eval", ["ckpt_path={run}", "eval.iwae_k=${{oc.env:DGM_NO_SUCH_VARIABLE}}"],
      "setting eval.iwae_k could not be resolved"),
+    ("data=npz without data.path (a traceback before)", "dgm-train", ["data=npz"],
+     "setting data.path needs a value: give data.path=... on the command line."),
+    ("data=image_folder without data.root", "dgm-train", ["data=image_folder"],
+     "setting data.root needs a value: give data.root=... on the command line."),
+    ("experiment=m1m2_mnist100 without an M1 run (plain M2 before)", "dgm-train", ["experiment=m1m2_mnist100", "data=digits"],
+     "model.m1_ckpt needs a value: give model.m1_ckpt=<the run folder of a trained M1"),
 ]
 
 
