@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("step", "options", "startup", "evaluation", "data", "scaling", "peer")
+SECTIONS = ("step", "quality", "options", "startup", "evaluation", "data", "scaling", "peer")
 COMPILE = "compile"  # trainer.compile=true (minutes of compilation on a CPU): only when asked for
 
 
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
         scaling,
         startup,
         step,
+        time_to_quality,
     )
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
             record["rows"] += options.run(args.smoke, repeats, compile_only=True)
         elif section == "step":
             record["rows"] += step.run(args.smoke, repeats)
+        elif section == "quality":
+            record["rows"] += time_to_quality.run(args.smoke, min(repeats, 3))  # a race is minutes per seed
         elif section == "options":
             record["rows"] += options.run(args.smoke, repeats)
         elif section == "startup":

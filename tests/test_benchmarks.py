@@ -22,7 +22,8 @@ def test_runner_smoke_writes_json_and_table_with_finite_ratios(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(out.read_text())
     sections = {r["section"] for r in record["rows"]}
-    assert sections == {"training step", "options", "start-up", "evaluation", "data", "scaling", "peer library"}
+    assert sections == {"training step", "time to quality", "options", "start-up", "evaluation", "data", "scaling",
+                        "peer library"}
     measured = [r for r in record["rows"] if "ratio" in r]
     assert len(measured) >= 15
     for r in measured:
