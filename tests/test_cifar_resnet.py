@@ -250,11 +250,10 @@ def test_shipped_cifar_resnet_is_small_recorded_and_accurate():
         pytest.skip(f"{path.name} is not shipped yet: python -m dgm_lab.metrics.train_cifar_resnet writes it")
     record = json.loads((path.parent / "ACCURACY.json").read_text())["cifar10_jpeg"]
     assert path.stat().st_size < 4_000_000
-    # the 88% target is not reached yet (issue 12): the shipped file holds 87.27%
-    assert record["test_accuracy"] >= 0.87 and record["sha256"] == file_sha256(path) and record["test_images"] == 10000
+    assert record["test_accuracy"] >= 0.88 and record["sha256"] == file_sha256(path) and record["test_images"] == 10000
     assert record["date"] and "train_cifar_resnet" in record["command"]
     root = Path(os.environ.get("DGM_DATA_DIR", "")) / "CIFAR-10-images"
     if not os.environ.get("DGM_DATA_DIR") or not root.is_dir():
         pytest.skip("DGM_DATA_DIR has no CIFAR-10-images: the recorded accuracy is not re-measured")
     images, labels = ImageFolderDataModule(root=str(root), image_size=32, val_size=5000).reference_images("test", 2000)
-    assert accuracy(cifar_resnet.load_cifar_resnet(path), images.float() / 255, labels) >= 0.87
+    assert accuracy(cifar_resnet.load_cifar_resnet(path), images.float() / 255, labels) >= 0.87  # 2,000 images: a margin
