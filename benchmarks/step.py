@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from dgm_lab.config import CONF_DIR, register_resolvers
 from dgm_lab.models.boltzmann import BoltzmannModule
 from dgm_lab.models.contract import Interpolates, Reconstructs
 from dgm_lab.models.gan import GAN
+from dgm_lab.models.vae import IWAE
 from dgm_lab.monitor import fill_monitor
 
 VAL_BATCHES = 2
@@ -155,6 +157,8 @@ class HandLoop:
                 model.reconstruction_error(x)
             else:
                 model.elbo_terms(x)["elbo"].mean()
+                if isinstance(model, IWAE):  # its validation also scores the k-sample bound (val/iwae_bound)
+                    (torch.logsumexp(model.log_importance_weights(x, model.k), dim=0) - math.log(model.k)).mean()
         if isinstance(model, BoltzmannModule):
             monitor = self.val[: model.monitor_examples].flatten(1)
             model.rbm.free_energy(monitor).mean()
