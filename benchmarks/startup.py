@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ def to_first_step(overrides: list[str], folder: Path):
     def timed() -> float:
         stamp = folder / "first_step"
         stamp.unlink(missing_ok=True)
+        shutil.rmtree(folder / "run", ignore_errors=True)  # dgm-train refuses to start over an existing run
         start = children_cpu()
         result = child(["-m", "dgm_lab.train", *overrides, FIRST_STEP, f"hydra.run.dir={folder / 'run'}"],
                        env={"DGM_BENCH_FIRST_STEP": str(stamp)})

@@ -57,3 +57,12 @@ def test_gpu_script_without_a_gpu_says_so_in_one_sentence():
         return
     result = subprocess.run([sys.executable, "-m", "benchmarks.gpu"], cwd=REPO, env=ENV, capture_output=True, text=True)
     assert result.returncode == 1 and "no CUDA device here" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_start_up_measures_the_same_run_folder_again(tmp_path):
+    """Every repetition of the start-up figure starts dgm-train over the same folder: the folder is
+    cleared first (dgm-train refuses to start over an existing run, which ended a full run)."""
+    from benchmarks.startup import to_first_step
+
+    measure = to_first_step(["logger=none", "data=digits"], tmp_path)
+    assert measure() > 0 and measure() > 0
