@@ -50,9 +50,14 @@ def assert_contains(composed, expected: dict, where: str) -> None:
             assert actual == value, f"{where}.{key}: {actual!r} != {value!r}"
 
 
+# Options that cannot run without a setting of the user's (${dgm_required:...}; without it, one
+# sentence: tests/test_bad_inputs.py)
+REQUIRED_SETTINGS = {("experiment", "m1m2_mnist100"): ["model.m1_ckpt=runs/m1_mnist"]}
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes_with_its_own_settings(compose_train, group, option):
-    cfg = compose_train([f"{group}={option}"])
+    cfg = compose_train([f"{group}={option}", *REQUIRED_SETTINGS.get((group, option), [])])
     validate(cfg)
     package, settings = own_settings(group, option)
     composed = cfg if package is None else OmegaConf.select(cfg, package)
