@@ -93,8 +93,8 @@ def race(overrides: list[str], seed: int, threshold: float, max_epochs: int) -> 
     """One race; the hand-written side trains on after Lightning stopped if it has not arrived yet."""
     with tempfile.TemporaryDirectory() as tmp, step.quiet():
         common = [*overrides, *step.PURE, f"seed={seed}", f"trainer.max_epochs={max_epochs}"]
-        hand = step.HandLoop(step.compose_config(common, tmp), validate=False, folder=Path(tmp))
         cfg = step.compose_config(common, tmp)
+        hand = step.HandLoop(cfg.copy(), validate=False, folder=Path(tmp))  # it fills data fields of its copy
         pl.seed_everything(cfg.seed, verbose=False)
         datamodule = builders.build_datamodule(cfg)
         builders.fill_data_fields(cfg, datamodule)

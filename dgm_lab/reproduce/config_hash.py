@@ -55,7 +55,6 @@ def config_hash(overrides: list[str]) -> str:
     return _hash(tuple(overrides))
 
 
-
 def row_hash(row: Row, rows: dict[str, Row]) -> str:
     """A row's config hash; for a row run ``after`` others, combined with theirs, so that a changed
     M1 config shows the M1+M2 result as stale too."""
