@@ -15,7 +15,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from dgm_lab import help
-from dgm_lab.config import CONF_DIR, register_resolvers
+from dgm_lab.config import CONF_DIR, register_resolvers, run_dir
 from dgm_lab.errors import DivergedError, Interrupted, UserError
 from dgm_lab.interrupts import EvaluationInterrupted
 from dgm_lab.settings import not_a_path
@@ -161,6 +161,7 @@ def hydra_main(config_name: str, task) -> None:
     """Run ``task`` (a function of the composed config) as the Hydra app of ``conf/<config_name>.yaml``;
     ``--help`` prints the entry point's docstring, the option groups and the composed config."""
     register_resolvers()
+    run_dir.cache_clear()  # one folder per command, also for a second command in the same process
     if help.wants_help(sys.argv):
         usage = sys.modules[task.__module__].__doc__ or config_name
         overrides = [arg for arg in sys.argv[1:] if arg not in help.HELP_FLAGS]

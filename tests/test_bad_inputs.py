@@ -1,6 +1,6 @@
 """Every bad input of issue 15's list ends in one sentence on stderr (``<prog>: error: ...``) and
 exit code 2: no traceback, no hang, nothing written before it lost. Called in-process through the
-console scripts' ``main`` (tests.cli_in_process) so that the matrix costs seconds."""
+console scripts' ``main`` (tests.inprocess) so that the matrix costs seconds."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from dgm_lab import checkpoint_io
-from tests.cli_in_process import call
 from tests.conftest import FAST
+from tests.inprocess import call
 
 TRAIN = [*FAST, "test=false"]
 

@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from dgm_lab.compare.collect import MISSING, Run, collect_runs, config_differenc
 from dgm_lab.compare.report import best_indices
 from dgm_lab.metrics.specs import direction as metric_direction
 from tests.conftest import FAST, REPO, run_cli
+from tests.inprocess import run_main
 
 # Two epochs so each kind has an older grid that must NOT be picked; logging every 10 steps so
 # train/loss has a curve (22 batches per epoch on digits).
@@ -33,17 +33,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
-    """``<tmp>/sweep/{0,1,2}``: three real digits runs, trained two at a time (two CPU cores)."""
+    """``<tmp>/sweep/{0,1,2}``: three real digits runs, one after the other in this process."""
     root = tmp_path_factory.mktemp("compare") / "sweep"
-
-    def train(job: int):
-        # One thread per process: two processes share the two cores without oversubscribing them.
-        result = run_cli("dgm-train", *TRAIN, *JOBS[job], f"hydra.run.dir={root / str(job)}",
-                         env={"OMP_NUM_THREADS": "1"})
+    for job in range(len(JOBS)):
+        result = run_cli("dgm-train", *TRAIN, *JOBS[job], f"hydra.run.dir={root / str(job)}")
         assert result.returncode == 0, result.stderr[-3000:]
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(train, range(len(JOBS))))
     return root
 
 
@@ -59,9 +53,8 @@ def report(sweep, tmp_path_factory) -> dict:
 
 
 def compare(*args: str) -> subprocess.CompletedProcess:
-    """``dgm-compare`` in a subprocess, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "dgm_lab.compare", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+    """``dgm-compare args...`` as a user runs it (its ``main`` in this process: ``tests.inprocess``)."""
+    return run_main("dgm-compare", *args, cwd=REPO, timeout=60)
 
 
 def md_row(md: str, first_cell: str) -> list[str]:

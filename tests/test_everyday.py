@@ -163,12 +163,12 @@ def test_build_errors_keep_the_real_cause_in_one_sentence():
 def test_resume_applies_eval_overrides_records_them_and_runs_quietly(tmp_path):
     run = tmp_path / "vae"
     first = run_cli("dgm-train", *[o for o in FAST if not o.startswith("logger")], "logger=wandb", "test=false",
-                    f"hydra.run.dir={run}", env={"WANDB_MODE": "offline"})
+                    f"hydra.run.dir={run}", env={"WANDB_MODE": "offline"}, fresh_process=True)
     assert first.returncode == 0, first.stderr[-3000:]
     output = first.stdout + first.stderr
     assert "anonymous" not in output and "litlogger" not in output
     resumed = run_cli("dgm-train", f"resume={run}", "trainer.max_epochs=2", "eval.iwae_k=50", "test=true",
-                      env={"WANDB_MODE": "offline"})
+                      env={"WANDB_MODE": "offline"}, fresh_process=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["diagnostics"]["test/iwae"]["iwae_k"] == 50  # the protocol beside test/nll_iwae

@@ -63,7 +63,7 @@ def test_training_logs_scores_with_protocol_and_dgm_eval_reproduces_them(tmp_pat
 def test_two_ddp_processes_give_the_single_process_scores(tmp_path, cache):
     """250 samples in chunks of 100 over 2 ranks (150 + 100): exactly 250, no padding duplicates."""
     run = tmp_path / "ddp"
-    summary = train_run(run, "trainer=ddp_cpu", "metrics=[fid,kid,prc]", *SETTINGS, cache)
+    summary = train_run(run, "trainer=ddp_cpu", "metrics=[fid,kid,prc]", *SETTINGS, cache, fresh_process=True)
     metrics = summary["metrics"]
     protocol = summary["diagnostics"]["sample_quality"]["test"]["protocol"]
     assert protocol["generated"]["world_size"] == 2 and protocol["num_generated"] == 250

@@ -4,8 +4,6 @@ baseline does not, and shares everything else), and the command reports both err
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +12,7 @@ from dgm_lab import builders
 from dgm_lab.errors import ConfigError
 from dgm_lab.pretrained import classifier
 from tests.conftest import REPO, train_run
+from tests.inprocess import run_main
 
 
 def built(compose_train, *overrides):
@@ -67,9 +66,8 @@ def test_dgm_finetune_end_to_end_on_digits(tmp_path):
     run = tmp_path / "rbm"
     train_run(run, "model=rbm", "model.num_hidden=30", "test=false")
     out = tmp_path / "finetune"
-    result = subprocess.run([sys.executable, "-m", "dgm_lab.finetune", f"ckpt_path={run}", "data.num_labeled=50",
-                             "steps=30", "batch_size=25", f"hydra.run.dir={out}"], cwd=REPO, capture_output=True,
-                            text=True, timeout=300)
+    result = run_main("dgm-finetune", f"ckpt_path={run}", "data.num_labeled=50", "steps=30", "batch_size=25",
+                      f"hydra.run.dir={out}", cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     metrics = summary["metrics"]
@@ -82,14 +80,13 @@ def test_dgm_finetune_end_to_end_on_digits(tmp_path):
                                                 "weight_decay": 0.0, "labelled_images": 50}
     assert "[dgm-finetune] train/error=" in result.stdout
     report = tmp_path / "report.html"
-    compared = subprocess.run([sys.executable, "-m", "dgm_lab.compare", str(out), "--out", str(report)], cwd=REPO,
-                              capture_output=True, text=True, timeout=300)
+    compared = run_main("dgm-compare", str(out), "--out", str(report), cwd=REPO)
     assert compared.returncode == 0, compared.stderr[-2000:]
     table = report.with_suffix(".md").read_text()
     rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in table.splitlines()
             if line.startswith("| test/error")}
     assert float(rows["test/error ↓"]) == pytest.approx(metrics["test/error"], abs=1e-4)  # lower is better
     assert float(rows["test/error_random_init ↓"]) == pytest.approx(metrics["test/error_random_init"], abs=1e-4)
-    bad = subprocess.run([sys.executable, "-m", "dgm_lab.finetune", f"ckpt_path={run}", "data.num_labeled=55",
-                          f"hydra.run.dir={tmp_path / 'bad'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    bad = run_main("dgm-finetune", f"ckpt_path={run}", "data.num_labeled=55", f"hydra.run.dir={tmp_path / 'bad'}",
+                   cwd=REPO)
     assert bad.returncode == 2 and "multiple of 10" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,7 +1,7 @@
 """Property: any mix of real and wrong ``key=value`` overrides (and options) given to dgm-train,
 dgm-eval, dgm-sample and dgm-compare ends in success (exit 0) or a usage error (exit 2) that is
 one sentence from dgm-lab (``<prog>: error: ...``) or Hydra's own message for a bad override;
-never a traceback, never a hang (tests.cli_in_process fails a call past its time bound).
+never a traceback, never a hang (tests.inprocess fails a call past its time bound).
 
 The default suite tries a few examples per program; ``-m slow`` many more."""
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.cli_in_process import call
 from tests.conftest import FAST
+from tests.inprocess import call
 
 QUICK = [*FAST, "test=false", "trainer.max_steps=2", "trainer.limit_val_batches=1", "callbacks.image_samples.every_n_epochs=0"]
 VALUES = st.one_of(

@@ -65,7 +65,7 @@ def losses(run_dir: Path) -> list[tuple[float, float]]:
 
 def train(run_dir: Path, *overrides: str):
     result = run_cli("dgm-train", *SETTINGS, *overrides, f"hydra.run.dir={run_dir}", env={"OMP_NUM_THREADS": "1"},
-                     timeout=240)
+                     timeout=240, fresh_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((run_dir / "summary.json").read_text())
 

@@ -18,6 +18,7 @@ from dgm_lab.reproduce.config_hash import config_hash, row_hash
 from dgm_lab.reproduce.registry import load_registry
 from dgm_lab.reproduce.status import read_result
 from dgm_lab.reproduce.table import BEGIN, END
+from tests.inprocess import run_main
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS = load_registry()
@@ -26,8 +27,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", "WANDB_MODE
 
 
 def reproduce(*args: str, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dgm_lab.reproduce", *args], cwd=REPO, env=env or ENV,
-                          capture_output=True, text=True, timeout=timeout)
+    """``dgm-reproduce args...`` run in this process (the dgm-train runs it starts are processes of their own)."""
+    return run_main("dgm-reproduce", *args, env=env or ENV, cwd=REPO, timeout=timeout)
 
 
 def test_registry_rows_are_complete_and_set_their_evaluation_protocol():
@@ -182,7 +183,8 @@ def test_a_row_after_another_runs_that_row_first_and_trains_on_its_run_folder(tm
     m1_folder = runs / "m1_mnist-quick"
     stored = json.loads((results / "quick" / "m1m2_mnist100.json").read_text())
     assert f"model.m1_ckpt={m1_folder}" in stored["commands"][0].split()
-    assert (results / "quick" / "m1_mnist.json").exists()
+    assert stored["curve"]["metric"] == "val/error" and stored["curve"]["points"]  # the row's own metric
+    assert json.loads((results / "quick" / "m1_mnist.json").read_text())["curve"]["metric"] == "val/elbo"
     assert yaml.safe_load((runs / "m1m2_mnist100-quick" / "config.yaml").read_text())["model"]["m1_ckpt"] == str(m1_folder)
     again = reproduce(*args)
     assert again.returncode == 0, again.stderr[-3000:]

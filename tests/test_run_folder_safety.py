@@ -51,11 +51,11 @@ def unchanged(folder, before) -> bool:
     return after == {k: v for k, v in before.items() if not k.startswith(HYDRA_FILES)} and kept_log
 
 
-def test_resuming_a_copy_never_touches_the_original_and_keeps_every_row(finished, tmp_path, monkeypatch, capsys):
+def test_resuming_a_copy_never_touches_the_original_and_keeps_every_row(finished, tmp_path):
     original = copy_of(finished, tmp_path / "original")
     copy = copy_of(original, tmp_path / "copy")
     before = snapshot(original)
-    code, _, err = main_in_process("dgm-train", f"resume={copy}", "trainer.max_epochs=2", monkeypatch=monkeypatch, capsys=capsys)
+    code, _, err = main_in_process("dgm-train", f"resume={copy}", "trainer.max_epochs=2")
     assert code == 0, err
     assert snapshot(original) == before  # byte-identical, same mtimes, nothing added
     summary = json.loads((copy / "summary.json").read_text())
@@ -69,15 +69,14 @@ def test_resuming_a_copy_never_touches_the_original_and_keeps_every_row(finished
     assert max(int(r["epoch"]) for r in now if r.get("epoch")) == 1
 
 
-def test_a_moved_run_resumes_and_evaluates_in_its_new_place(finished, tmp_path, monkeypatch, capsys):
+def test_a_moved_run_resumes_and_evaluates_in_its_new_place(finished, tmp_path):
     old = copy_of(finished, tmp_path / "old")
     new = tmp_path / "new"
     shutil.move(old, new)
-    code, _, err = main_in_process("dgm-train", f"resume={new}", "trainer.max_epochs=2", monkeypatch=monkeypatch, capsys=capsys)
+    code, _, err = main_in_process("dgm-train", f"resume={new}", "trainer.max_epochs=2")
     assert code == 0, err
     assert not old.exists()  # the old place was not recreated
-    code, _, err = main_in_process("dgm-eval", f"ckpt_path={new}", "eval.iwae_k=4", "progress_bar=false",
-                                   monkeypatch=monkeypatch, capsys=capsys)
+    code, _, err = main_in_process("dgm-eval", f"ckpt_path={new}", "eval.iwae_k=4", "progress_bar=false")
     assert code == 0, err
     record = json.loads((new / "eval.json").read_text())
     assert record["checkpoint"].startswith(str(new / "checkpoints")) and not old.exists()
@@ -96,7 +95,7 @@ def test_a_fresh_run_into_an_existing_run_folder_is_refused(finished, tmp_path):
 
 
 @pytest.mark.parametrize("failure", ["ckpt_path typo", "last.ckpt missing"])
-def test_a_failed_resume_changes_nothing(finished, tmp_path, failure, monkeypatch, capsys):
+def test_a_failed_resume_changes_nothing(finished, tmp_path, failure):
     run = copy_of(finished, tmp_path / "run")
     args = [f"resume={run}", "trainer.max_epochs=2"]
     if failure == "ckpt_path typo":
@@ -106,14 +105,14 @@ def test_a_failed_resume_changes_nothing(finished, tmp_path, failure, monkeypatc
         (run / "checkpoints" / "last.ckpt").unlink()
         expected = f"{run} has trained steps but no checkpoints/last.ckpt to continue from"
     before = snapshot(run)
-    code, _, err = main_in_process("dgm-train", *args, monkeypatch=monkeypatch, capsys=capsys)
+    code, _, err = main_in_process("dgm-train", *args)
     assert code == 2 and err.strip().splitlines() == [err.strip()] and expected in err, err
     assert unchanged(run, before)
     assert not (run / LOCK).exists()
 
 
 @pytest.mark.parametrize("left", ["best checkpoint", "nothing whole"])
-def test_a_run_killed_before_its_first_last_ckpt_resumes(finished, tmp_path, left, monkeypatch, capsys):
+def test_a_run_killed_before_its_first_last_ckpt_resumes(finished, tmp_path, left):
     """SIGKILL inside the first last.ckpt write leaves the epoch's best checkpoint (written just
     before it in the same hook) and no summary.json: resume continues from that checkpoint; a kill
     before any whole checkpoint (a temporary left halfway) starts the run again from its first step."""
@@ -125,8 +124,7 @@ def test_a_run_killed_before_its_first_last_ckpt_resumes(finished, tmp_path, lef
     best = next((run / "checkpoints").glob("best-*.ckpt"))
     if left == "nothing whole":
         best.unlink()
-    code, _, err = main_in_process("dgm-train", f"resume={run}", "trainer.max_epochs=2", monkeypatch=monkeypatch,
-                                   capsys=capsys)
+    code, _, err = main_in_process("dgm-train", f"resume={run}", "trainer.max_epochs=2")
     assert code == 0, err[-3000:]
     expected = f"continuing from {best.name}" if left == "best checkpoint" else "training starts again from its first step"
     assert expected in (run / "train.log").read_text()
@@ -136,7 +134,7 @@ def test_a_run_killed_before_its_first_last_ckpt_resumes(finished, tmp_path, lef
     assert (run / "checkpoints" / "last.ckpt").exists() and not list((run / "checkpoints").glob(".*.tmp.ckpt"))
 
 
-def test_a_second_process_is_refused_and_a_dead_ones_lock_is_taken_over(finished, tmp_path, monkeypatch, capsys):
+def test_a_second_process_is_refused_and_a_dead_ones_lock_is_taken_over(finished, tmp_path):
     run = copy_of(finished, tmp_path / "run")
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; from dgm_lab.run_lock import hold\n"
@@ -145,7 +143,7 @@ def test_a_second_process_is_refused_and_a_dead_ones_lock_is_taken_over(finished
     try:
         assert holder.stdout.readline().strip() == "held"
         before = snapshot(run)
-        code, _, err = main_in_process("dgm-train", f"resume={run}", "trainer.max_epochs=2", monkeypatch=monkeypatch, capsys=capsys)
+        code, _, err = main_in_process("dgm-train", f"resume={run}", "trainer.max_epochs=2")
         assert code == 2, err
         assert f"run folder {run} is in use by process {holder.pid} on host {socket.gethostname()}" in err, err
         assert unchanged(run, before)
@@ -153,7 +151,7 @@ def test_a_second_process_is_refused_and_a_dead_ones_lock_is_taken_over(finished
         holder.send_signal(signal.SIGKILL)  # killed: its lock file stays behind, naming a dead pid
         holder.wait()
     assert json.loads((run / LOCK).read_text())["pid"] == holder.pid
-    code, out, err = main_in_process("dgm-train", f"resume={run}", "trainer.max_epochs=2", monkeypatch=monkeypatch, capsys=capsys)
+    code, out, err = main_in_process("dgm-train", f"resume={run}", "trainer.max_epochs=2")
     assert code == 0, err
     logged = out + err + (run / "train.log").read_text()
     assert f"taking over the lock left by process {holder.pid} (no longer running)" in logged, logged[-2000:]

@@ -198,11 +198,11 @@ def _matrix() -> list:
 
 
 @pytest.mark.parametrize(("attack", "entry"), _matrix())
-def test_hostile_saved_config_is_refused_before_anything_runs(trained, tmp_path, attack, entry, monkeypatch, capsys):
+def test_hostile_saved_config_is_refused_before_anything_runs(trained, tmp_path, attack, entry, monkeypatch):
     _, marker, expected = _case(trained, tmp_path, attack, monkeypatch)
     prog, args, source = ENTRY_POINTS[entry]
     before = snapshot(tmp_path / "run")
-    code, _, err = main_in_process(prog, *args(tmp_path), monkeypatch=monkeypatch, capsys=capsys)
+    code, _, err = main_in_process(prog, *args(tmp_path))
     lines = err.strip().splitlines()
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: {source(tmp_path)} {expected}"), err
@@ -212,7 +212,7 @@ def test_hostile_saved_config_is_refused_before_anything_runs(trained, tmp_path,
     assert not (tmp_path / "new" / "summary.json").exists() and not (tmp_path / "new" / "config.yaml").exists()
 
 
-def test_allow_targets_on_the_command_line_lets_a_trusted_class_through(trained, tmp_path, monkeypatch, capsys):
+def test_allow_targets_on_the_command_line_lets_a_trusted_class_through(trained, tmp_path, monkeypatch):
     """A class of the user's own package, named with allow_targets=, is built; the file cannot
     allow it for itself (its own allow_targets key is ignored)."""
     module = f"dgm_user_{uuid.uuid4().hex[:8]}"
@@ -225,10 +225,9 @@ def test_allow_targets_on_the_command_line_lets_a_trusted_class_through(trained,
 
     _hostile(trained, tmp_path, mutate)
     lone = tmp_path / "lone.ckpt"
-    code, _, err = main_in_process("dgm-sample", f"ckpt_path={lone}", f"output={tmp_path / 's.npz'}", monkeypatch=monkeypatch, capsys=capsys)
+    code, _, err = main_in_process("dgm-sample", f"ckpt_path={lone}", f"output={tmp_path / 's.npz'}")
     assert code == 2 and f"allow_targets=[{module}.Mine]" in err, err
-    code, _, err = main_in_process("dgm-sample", f"ckpt_path={lone}", f"output={tmp_path / 's.npz'}", f"allow_targets=[{module}.Mine]",
-                      monkeypatch=monkeypatch, capsys=capsys)
+    code, _, err = main_in_process("dgm-sample", f"ckpt_path={lone}", f"output={tmp_path / 's.npz'}", f"allow_targets=[{module}.Mine]")
     assert code == 0, err
     assert (tmp_path / "s.npz").exists()
 
@@ -286,7 +285,7 @@ def test_hostile_config_matrix_through_the_console_scripts(trained, tmp_path, en
 def _cli_case(trained, tmp_path, entry, attack, monkeypatch):
     _, marker, expected = _case(trained, tmp_path, attack, monkeypatch)
     prog, args, source = ENTRY_POINTS[entry]
-    result = run_cli(prog, *args(tmp_path), env={"PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"})
+    result = run_cli(prog, *args(tmp_path), env={"PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}, fresh_process=True)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr[-2000:]
     assert lines[-1].startswith(f"{prog}: error: {source(tmp_path)} {expected}") and "Traceback" not in result.stderr
@@ -295,7 +294,7 @@ def _cli_case(trained, tmp_path, entry, attack, monkeypatch):
 
 
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
-def test_a_pickle_as_checkpoint_is_refused_by_weights_only(trained, tmp_path, entry, monkeypatch, capsys):
+def test_a_pickle_as_checkpoint_is_refused_by_weights_only(trained, tmp_path, entry):
     """Every checkpoint is loaded with weights_only=True: a checkpoint file that is a pickle with a
     payload (here: every .ckpt of the run folder, and the lone one) is refused unread."""
     marker = tmp_path / "pwned"
@@ -304,7 +303,7 @@ def test_a_pickle_as_checkpoint_is_refused_by_weights_only(trained, tmp_path, en
     for path in [*(tmp_path / "run" / "checkpoints").glob("*.ckpt"), tmp_path / "lone.ckpt"]:
         path.write_bytes(payload)
     prog, args, _ = ENTRY_POINTS[entry]
-    code, _, err = main_in_process(prog, *args(tmp_path), monkeypatch=monkeypatch, capsys=capsys)
+    code, _, err = main_in_process(prog, *args(tmp_path))
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "could not be read with weights_only=True" in err and "not a dgm-lab checkpoint" in err, err
     assert not marker.exists()

@@ -14,7 +14,8 @@ QUICK = ["data=digits", "trainer.max_epochs=1", "eval.iwae_k=4", "logger=none", 
 
 def test_ddp_inside_multirun_gives_exactly_one_folder_per_job(tmp_path):
     """Lightning re-launches the script for rank 1; that must not re-run the sweep or add folders."""
-    result = run_cli("dgm-train", "-m", "trainer=ddp_cpu", "seed=0,1", *QUICK, f"paths.log_dir={tmp_path}")
+    result = run_cli("dgm-train", "-m", "trainer=ddp_cpu", "seed=0,1", *QUICK, f"paths.log_dir={tmp_path}",
+                     fresh_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "multirun").iterdir()
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
@@ -29,7 +30,7 @@ def test_ddp_inside_multirun_gives_exactly_one_folder_per_job(tmp_path):
 
 def test_seed_sweep_is_aggregated(tmp_path):
     result = run_cli("dgm-train", "-m", "seed=0,1,2", "model.latent_dim=4", *QUICK, "logger=wandb",
-                     f"paths.log_dir={tmp_path}", env={"WANDB_MODE": "offline"})
+                     f"paths.log_dir={tmp_path}", env={"WANDB_MODE": "offline"}, fresh_process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "multirun").iterdir()
     aggregate = json.loads((sweep / "aggregate.json").read_text())

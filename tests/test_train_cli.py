@@ -95,7 +95,8 @@ def test_wandb_offline_by_default(tmp_path):
     """No network, no account: W&B writes an offline run, named by the id kept in config.yaml."""
     run = tmp_path / "run"
     result = run_cli("dgm-train", "data=digits", "trainer.max_epochs=1", "eval.iwae_k=4", "logger=wandb",
-                     f"hydra.run.dir={run}", env={"WANDB_MODE": "", "NETRC": str(tmp_path / "none")})
+                     f"hydra.run.dir={run}", env={"WANDB_MODE": "", "NETRC": str(tmp_path / "none")},
+                     fresh_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     run_id = yaml.safe_load((run / "config.yaml").read_text())["logger"]["wandb"]["id"]
     offline = list((run / "wandb").glob(f"offline-run-*-{run_id}"))
@@ -104,6 +105,6 @@ def test_wandb_offline_by_default(tmp_path):
 
     # Resume continues the same W&B run id.
     result = run_cli("dgm-train", f"resume={run}", "trainer.max_epochs=2",
-                     env={"WANDB_MODE": "", "NETRC": str(tmp_path / "none")})
+                     env={"WANDB_MODE": "", "NETRC": str(tmp_path / "none")}, fresh_process=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(list((run / "wandb").glob(f"offline-run-*-{run_id}"))) == 2
