@@ -4,6 +4,7 @@ so a model can be rebuilt from the file alone; loading is always ``weights_only=
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,7 +40,11 @@ def load_checkpoint(path: Path, allow_targets=None) -> dict:
     config inside is checked (``safe_config.trusted_config``: it builds only what dgm-lab's
     configs build, plus ``allow_targets`` from the command line) and kept upgraded."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about a pickle protocol it did not write before refusing the file: the
+            # sentence below already says the file cannot be read, a second line only confuses.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # not a torch file, or one holding objects that are never unpickled
         raise CheckpointError(f"checkpoint {path} could not be read with weights_only=True; it is corrupt, truncated "
                               "or not a dgm-lab checkpoint: use another file from the run's checkpoints/ folder.") from None

@@ -34,7 +34,7 @@ def protocol(metrics: dict[str, FeatureMetric], extractor: Extractor, settings: 
     record = {
         "metrics": list(metrics), "num_generated": num_generated, "num_real": num_real,
         "reference": {"dataset": dataset, "split": split, "selection": "first num_real images, fixed order",
-                      "images": "grey levels (no binarization), uint8 round(255 x)"},
+                      "images": "pixel values in [0, 1] (never binarized), uint8 round(255 x)"},
         "generated": {**generated_source, "quantization": "uint8 round(255 x)"},
         "feature_extractor": extractor.name, "weights": Path(extractor.weights).name,
         "weights_sha256": extractor.weights_sha256,
