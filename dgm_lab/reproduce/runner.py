@@ -165,7 +165,10 @@ def write_result(row: Row, runs_dir: Path, results_dir: Path, quick: bool, diges
         raise UserError(f"the runs of {row.name!r} report no {', '.join(missing)}; check the row's metric key "
                         f"against {folders[0]}/summary.json.")
     first = run_folder(row, runs_dir, row.seeds[0], quick)
-    curve_key = "val/elbo" if "val/elbo" in mean else None
+    # The curve of the row's own metric where validation reports it (val/error of a semi-supervised
+    # row), else the validation bound: what the reader of a long row wants to see converge.
+    own_key = row.target.metric.replace("test/", "val/", 1)
+    curve_key = next((key for key in (own_key, "val/elbo") if key in mean), None)
     result = {
         "row": row.name, "quick": quick, "config_hash": next((s["config_hash"] for s in sessions if s.get("config_hash")), digest),
         "experiment": row.experiment,
