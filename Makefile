@@ -23,7 +23,7 @@ train: $(STAMP)
 
 ## The default test suite, two pytest-xdist workers (one per core here, one torch thread each), a test
 ## file per worker at a time so module-scoped trained runs are built once; the console scripts run in
-## the workers' own processes (tests/inprocess.py). 7 min wall, 10.8 CPU-minutes on 2 idle CPU cores
+## the workers' own processes (tests/inprocess.py). 7-8 min wall, 10.8-12.6 CPU-minutes on 2 idle CPU cores
 ## (2026-12-07; 14 min and 24.1 CPU-minutes before the in-process runs).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile $(ARGS)
