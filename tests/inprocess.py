@@ -24,11 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+# The handlers a run may install (Lightning, dgm-lab's interrupts) and the alarm of the time bound.
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGALRM)
 
 
-class Hang(Exception):
-    pass
+class Hang(BaseException):
+    """Not an Exception: the command's own ``except Exception`` handlers must not turn a hang into
+    an ordinary failure."""
 
 
 def _alarm(signum, frame):
@@ -94,7 +96,7 @@ def run_main(prog: str, *args: str, env: dict | None = None, cwd: Path | str | N
         if cwd is not None:
             os.chdir(cwd)
         sys.argv = [prog, *args]
-        previous_alarm = signal.signal(signal.SIGALRM, _alarm)
+        signal.signal(signal.SIGALRM, _alarm)
         signal.alarm(timeout)
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -108,7 +110,6 @@ def run_main(prog: str, *args: str, env: dict | None = None, cwd: Path | str | N
             err.write(traceback.format_exc())
         finally:
             signal.alarm(0)
-            signal.signal(signal.SIGALRM, previous_alarm)
     return subprocess.CompletedProcess([prog, *args], code, out.getvalue(), err.getvalue())
 
 
