@@ -17,13 +17,13 @@ import pytest
 import torch
 from scipy.special import log_softmax, logsumexp
 
-from dgm_lab.checkpoints import load_checkpoint
+from dgm_lab.checkpoints import load_checkpoint, rebuild_model
 from dgm_lab.data.contract import UNLABELED
 from dgm_lab.errors import ConfigError
 from dgm_lab.models.gan import BatchNormMLPGenerator, NoisyMLPDiscriminator, SemiSupervisedGAN
 from dgm_lab.models.networks import MLP
-from dgm_lab.models.vae import M2, Bernoulli
-from dgm_lab.models.vae.m2 import unlabelled_bound
+from dgm_lab.models.vae import M2, VAE, Bernoulli
+from dgm_lab.models.vae.m2 import active_code_units, unlabelled_bound
 from tests.conftest import FAST, run_cli, train_run
 
 
@@ -197,6 +197,21 @@ def test_m2_and_ssgan_train_end_to_end_on_partly_labelled_digits(tmp_path):
     assert summaries["SemiSupervisedGAN"]["timing"]["iterations"] == 2 * 4  # one per step, not per optimizer
 
 
+def test_active_code_units_are_the_units_whose_posterior_mean_depends_on_x():
+    """Units 1 and 3 of a VAE's encoder are silenced by hand (constant posterior mean): exactly the
+    other units are active, and the choice is the same every time (the model is rebuilt from it)."""
+    torch.manual_seed(0)
+    mlp = functools.partial(MLP, hidden=[16], act="tanh")
+    m1 = VAE(encoder=mlp, decoder=mlp, likelihood=Bernoulli(), optimizer=functools.partial(torch.optim.Adam),
+             data_shape=[1, 4, 4], num_classes=0, latent_dim=5)
+    last = [m for m in m1.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight *= 10  # the random encoder's means vary well above the 0.01 threshold...
+        last.weight[[1, 3]] = 0.0  # ...except units 1 and 3, whose means are their biases for every x
+    assert active_code_units(m1).tolist() == [0, 2, 4]
+    assert torch.equal(active_code_units(m1), active_code_units(m1))
+
+
 def test_m1_m2_trains_on_the_frozen_codes_of_a_vae_run(tmp_path):
     vae_run, m1m2_run = tmp_path / "m1", tmp_path / "m1m2"
     train_run(vae_run, "model=vae", "model.latent_dim=4", "data.train_subset=256")
@@ -206,6 +221,13 @@ def test_m1_m2_trains_on_the_frozen_codes_of_a_vae_run(tmp_path):
                         fast=True)
     assert summary["status"] == "completed", summary.get("error")
     assert 0.0 <= summary["metrics"]["test/error"] <= 1.0 and "test/nll_iwae" not in summary["metrics"]
+    # M2 models M1's active units only, found again when the model is rebuilt from its checkpoint
+    m1_model = rebuild_model(load_checkpoint(vae_run / "checkpoints" / "last.ckpt"))
+    units = summary["diagnostics"]["m1_units"]
+    assert units == active_code_units(m1_model).tolist() and len(units) >= 1
+    m1m2_model = rebuild_model(load_checkpoint(m1m2_run / "checkpoints" / "last.ckpt"))
+    assert m1m2_model.code_units.tolist() == units and m1m2_model.classifier(torch.zeros(1, len(units))).shape == (1, 10)
+    assert m1m2_model.sample(4).shape == (4, 1, 8, 8)
     # M1's encoder and decoder are in M2's checkpoint, unchanged by training
     m1 = load_checkpoint(vae_run / "checkpoints" / "last.ckpt")["state_dict"]
     m2 = load_checkpoint(m1m2_run / "checkpoints" / "last.ckpt")["state_dict"]

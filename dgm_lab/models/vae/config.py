@@ -37,6 +37,9 @@ class M2Config(ModelSettings):
     alpha: float = setting(0.1, minimum=0)
     m1_ckpt: str | None = None  # a trained VAE's run folder or checkpoint: M2 models its latent codes
     m1_codes: str = setting("sample", choices=("sample", "mean"))  # training codes: z1 ~ q(z1|x) or its mean
+    # Which of M1's latent units M2 models: "active" ones only (posterior mean varies with x, as the
+    # authors' code kept them; an inactive unit's sampled code is pure N(0, 1) noise), or "all".
+    m1_units: str = setting("active", choices=("active", "all"))
 
 
 SCHEMAS = {

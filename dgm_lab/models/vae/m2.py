@@ -20,7 +20,10 @@ and the bound U(x) as ``{split}/elbo`` (the labels unused), so it is comparable 
 
 M1+M2 (``model.m1_ckpt``): M2 models the latent codes z1 of a trained VAE (M1), whose encoder and
 decoder are frozen: samples z1 ~ q(z1 | x) while training (``model.m1_codes``), the posterior mean
-for evaluation. ``elbo`` is then a bound on the density of the codes, not of the images.
+for evaluation. ``elbo`` is then a bound on the density of the codes, not of the images. Only M1's
+active units are modelled (``model.m1_units=active``, as the authors' code did): a unit whose
+posterior ignores x carries no information, and its sampled code is N(0, 1) noise that M2's
+Gaussian would spend capacity on.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from torch import nn
 from dgm_lab.data.contract import labeled_mask
 from dgm_lab.errors import require
 from dgm_lab.metrics.likelihood import (
+    ACTIVE_UNIT_THRESHOLD,
     bits_per_dim,
     gaussian_log_density,
     kl_to_standard_normal,
@@ -67,6 +71,27 @@ def load_m1(path: str, data_shape: tuple[int, ...]) -> VAE:
     return m1.eval().requires_grad_(False)
 
 
+# M1 samples that decide which of its units are active (``active_code_units``)
+ACTIVITY_PROBES = 2000
+
+
+@torch.no_grad()
+def active_code_units(m1: VAE, num_probes: int = ACTIVITY_PROBES) -> torch.Tensor:
+    """Indices of M1's latent units whose posterior mean varies across inputs: Var_x E_q[z|x] > 0.01,
+    the active-unit criterion of Burda et al. (2015), which the authors of M1+M2 applied as std > 0.1.
+
+    The inputs are M1's own samples drawn with a fixed seed rather than training images, so the
+    model rebuilt from a checkpoint (``dgm-eval``, ``dgm-sample``) finds the same units without data.
+    """
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(num_probes, m1.latent_dim, generator=generator)
+    x = m1.likelihood.mean(m1.decode(z.to(m1.device))).cpu()
+    if isinstance(m1.likelihood, Bernoulli):
+        x = torch.bernoulli(x, generator=generator)  # M1 was trained on binary images
+    means, _ = m1.encode(x.to(m1.device))
+    return torch.nonzero(means.double().var(dim=0) > ACTIVE_UNIT_THRESHOLD).flatten().cpu()
+
+
 class M2(LikelihoodModule):
     """Semi-supervised VAE (Kingma et al. 2014, M2), or M1+M2 with ``m1_ckpt``.
 
@@ -76,7 +101,8 @@ class M2(LikelihoodModule):
         classifier: factory: x (or M1's code) -> K logits of q(y | x).
         likelihood: p(x | y, z) (``Bernoulli`` on binarized images; ``Gaussian`` for M1's codes).
 
-    Settings (``M2Config``, dgm_lab/models/vae/config.py): ``latent_dim``, ``alpha``, ``m1_ckpt``, ``m1_codes``.
+    Settings (``M2Config``, dgm_lab/models/vae/config.py): ``latent_dim``, ``alpha``, ``m1_ckpt``, ``m1_codes``,
+    ``m1_units``.
     """
 
     settings_class = M2Config
@@ -99,7 +125,14 @@ class M2(LikelihoodModule):
                     "M1+M2 models real-valued latent codes: set model.likelihood._target_=dgm_lab.models.vae.Gaussian "
                     "(or use experiment=m1m2_mnist100).")
             self.m1 = load_m1(settings.m1_ckpt, self.data_shape)
-            code_shape = (self.m1.latent_dim,)
+            units = (active_code_units(self.m1) if settings.m1_units == "active"
+                     else torch.arange(self.m1.latent_dim))
+            require(len(units) > 0, f"the M1 of model.m1_ckpt={settings.m1_ckpt} has no active latent unit (its "
+                                    "posterior ignores the input): train it longer, or set model.m1_units=all.")
+            # not saved with the weights: recomputed identically from M1 whenever the model is built
+            self.register_buffer("code_units", units, persistent=False)
+            self.diagnostics["m1_units"] = units.tolist()
+            code_shape = (len(units),)
         self.code_shape = tuple(code_shape)
         k = self.num_classes
         channels, *rest = self.code_shape
@@ -123,6 +156,7 @@ class M2(LikelihoodModule):
             return x
         with torch.no_grad():
             mean, log_var = self.m1.encode(x)
+        mean, log_var = mean[:, self.code_units], log_var[:, self.code_units]
         return mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if sample else mean
 
     def classifier_log_probs(self, codes: torch.Tensor) -> torch.Tensor:
@@ -222,4 +256,6 @@ class M2(LikelihoodModule):
         if self.m1 is None:
             return self.likelihood.mean(params)
         code_mean = params.chunk(2, dim=1)[0]  # the Gaussian's mean, unclamped: codes are not in [0, 1]
-        return self.m1.likelihood.mean(self.m1.decode(code_mean))
+        z1 = code_mean.new_zeros(num_samples, self.m1.latent_dim)  # inactive units: their prior mean, 0
+        z1[:, self.code_units] = code_mean
+        return self.m1.likelihood.mean(self.m1.decode(z1))
