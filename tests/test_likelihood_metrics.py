@@ -157,6 +157,26 @@ def test_bernoulli_log_prob_matches_scipy_logpmf():
     np.testing.assert_allclose(Bernoulli().log_prob(logits, x).numpy(), expected, rtol=1e-8)
 
 
+@pytest.mark.parametrize("likelihood", [Bernoulli(), Gaussian()], ids=["bernoulli", "gaussian"])
+def test_log_prob_of_repeated_draws_matches_scipy_per_draw(likelihood):
+    """The importance-weighted estimates' path: 3 draws of parameters for each of 2 examples,
+    sample-major, scored against the examples without copying them; scipy scores each draw."""
+    torch.manual_seed(0)
+    draws, batch = 3, 2
+    x = torch.bernoulli(torch.full((batch, 1, 4, 4), 0.5, dtype=torch.float64))
+    params = torch.randn(draws * batch, likelihood.decoder_channels(1), 4, 4, dtype=torch.float64)
+    expected = []
+    for i in range(draws * batch):
+        target = x[i % batch].numpy()  # sample-major: row i belongs to example i mod batch
+        if isinstance(likelihood, Bernoulli):
+            expected.append(stats.bernoulli.logpmf(target, expit(params[i].numpy())).sum())
+        else:
+            mean, log_scale = params[i, :1].numpy(), params[i, 1:].numpy().clip(min=likelihood.min_log_scale)
+            expected.append(stats.norm.logpdf(target, loc=mean, scale=np.exp(log_scale)).sum())
+    got = likelihood.log_prob_repeated(params, x, draws)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-8)
+
+
 def test_gaussian_log_prob_matches_scipy_norm_logpdf():
     torch.manual_seed(0)
     # Two data channels: params has 4 channels, the first 2 are means, the last 2 log-scales.

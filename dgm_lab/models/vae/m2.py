@@ -237,7 +237,7 @@ class M2(LikelihoodModule):
         mean, log_var = self.encoder(torch.cat([x_rep.flatten(1), onehot], dim=1)).float().chunk(2, dim=-1)
         log_var = log_var.clamp(*LOG_VAR_RANGE)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
-        log_lik = self.likelihood.log_prob(self.decoder(torch.cat([z, onehot], dim=1)), x_rep)
+        log_lik = self.likelihood.log_prob_repeated(self.decoder(torch.cat([z, onehot], dim=1)), x, num_samples)
         log_p = log_lik + standard_normal_log_density(z) - math.log(k)
         log_q = gaussian_log_density(z, mean, log_var) + log_q_y.gather(1, y.T).T.reshape(-1)
         return (log_p - log_q).view(num_samples, n)

@@ -99,8 +99,7 @@ class VAE(LikelihoodModule):
         log_prior = standard_normal_log_density(z)
         repeated = None if labels is None else labels.repeat(num_samples)  # z is (n, B): sample-major
         params = self.decode(z.reshape(-1, self.latent_dim), repeated)
-        x_repeated = x.unsqueeze(0).expand(num_samples, *x.shape).reshape(-1, *x.shape[1:])
-        log_lik = self.likelihood.log_prob(params, x_repeated).view(num_samples, -1)
+        log_lik = self.likelihood.log_prob_repeated(params, x, num_samples).view(num_samples, -1)
         return log_lik + log_prior - log_q
 
     # -- training ---------------------------------------------------------------------------
