@@ -75,6 +75,20 @@ def test_every_runnable_row_composes_and_runs_quick(name, tmp_path):
     assert stored["git_commit"] and stored["package_version"]
 
 
+def test_a_result_names_the_commit_its_run_started_from(tmp_path, monkeypatch):
+    """A long row outlives edits to the tree: the commit is read when dgm-train starts, not when
+    the result is written (here the 'tree' has moved on once the run has finished)."""
+    finished = tmp_path / "runs" / "vae_k1-quick" / "summary.json"
+    monkeypatch.setattr("dgm_lab.reproduce.provenance.git_commit",
+                        lambda repo: "commit-at-end" if finished.exists() else "commit-at-start")
+    result = reproduce("vae_k1", "--quick", "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    stored = json.loads((tmp_path / "results" / "quick" / "vae_k1.json").read_text())
+    assert stored["git_commit"] == "commit-at-start" and "git_commits" not in stored
+    sessions = json.loads((tmp_path / "runs" / "vae_k1-quick" / "reproduce.json").read_text())
+    assert [s["git_commit"] for s in sessions] == ["commit-at-start"]
+
+
 def test_a_row_waiting_on_its_issue_is_one_sentence_and_exit_2(tmp_path):
     registry = _registry(tmp_path, {"later": _vae_row(experiment="not_yet", waits_on=13)})
     result = reproduce("later", "--registry", str(registry), "--runs-dir", str(tmp_path))

@@ -74,6 +74,7 @@ def _run_session(args: list[str], folder: Path, digest: str, poll_s: float) -> i
     """One dgm-train invocation, watched by progress.watch; recorded in reproduce.json."""
     folder.mkdir(parents=True, exist_ok=True)
     session = progress.next_session(folder)
+    commit = provenance.git_commit(REPO)  # the code this session runs, before anyone edits the tree
     started = time.time()
     process = subprocess.Popen([sys.executable, "-m", "dgm_lab.train", *args], cwd=REPO)
     watcher = threading.Thread(target=progress.watch, args=(folder, lambda: process.poll() is None, session),
@@ -89,7 +90,7 @@ def _run_session(args: list[str], folder: Path, digest: str, poll_s: float) -> i
         watcher.join(timeout=60)
         record = {"session": session, "command": display_command(args), "started": round(started, 1),
                   "wall_s": round(time.time() - started, 1), "returncode": process.returncode,
-                  "config_hash": digest, "hardware": provenance.hardware()}
+                  "config_hash": digest, "git_commit": commit, "hardware": provenance.hardware()}
         text = json.dumps([*_sessions(folder), record], indent=2)
         write_atomically(folder / SESSIONS, lambda temporary: temporary.write_text(text))
     return returncode
@@ -145,6 +146,16 @@ def _wall_s(session: dict, folder: Path) -> float:
                 if line.get("session") == session.get("session")), default=0.0)
 
 
+def _commits(sessions: list[dict]) -> dict:
+    """``git_commit``: the commit the row's first session started from (a long row outlives edits
+    to the tree, so the commit at its end would claim code it did not run); ``git_commits`` too
+    when a continued row ran on more than one. Sessions recorded before this field: the commit now."""
+    commits = list(dict.fromkeys(s["git_commit"] for s in sessions if s.get("git_commit")))
+    if not commits:
+        return {"git_commit": provenance.git_commit(REPO)}
+    return {"git_commit": commits[0], **({"git_commits": commits} if len(commits) > 1 else {})}
+
+
 def write_result(row: Row, runs_dir: Path, results_dir: Path, quick: bool, digest: str) -> Path:
     """``digest``: the row's config hash now; the hash recorded when the run started wins, so a
     result never claims a config its run did not use."""
@@ -178,7 +189,7 @@ def write_result(row: Row, runs_dir: Path, results_dir: Path, quick: bool, diges
         "protocol": list(row.protocol), "seeds": list(seeds_of(row, quick)),
         "wall_time_s": round(sum(s["wall_s"] for s in sessions), 1),
         "hardware": sessions[-1]["hardware"] if sessions else provenance.hardware(),
-        "git_commit": provenance.git_commit(REPO), "package_version": provenance.package_version(),
+        **_commits(sessions), "package_version": provenance.package_version(),
         "commands": [s["command"] for s in sessions], "command": f"dgm-reproduce {row.name}" + (" --quick" if quick else ""),
         "run_folders": folders, "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
