@@ -53,11 +53,14 @@ def importance_weighted_log_likelihood(
     return torch.logsumexp(all_weights, dim=0) - math.log(num_samples)
 
 
-def active_units(posterior_means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
-    """Number of latent dimensions whose posterior mean varies across data: Var_x(E_q[z|x]) > threshold.
-
-    ``posterior_means`` has shape (N, D).
-    """
+def active_unit_mask(posterior_means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> torch.Tensor:
+    """Which latent dimensions are active, shape (D,) bool: their posterior mean varies across data,
+    Var_x(E_q[z|x]) > threshold. ``posterior_means`` has shape (N, D); fewer than 2 rows: none."""
     if len(posterior_means) < 2:
-        return 0
-    return int((posterior_means.double().var(dim=0) > threshold).sum())
+        return torch.zeros(posterior_means.shape[-1], dtype=torch.bool, device=posterior_means.device)
+    return posterior_means.double().var(dim=0) > threshold
+
+
+def active_units(posterior_means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """Number of active latent dimensions (``active_unit_mask``)."""
+    return int(active_unit_mask(posterior_means, threshold).sum())

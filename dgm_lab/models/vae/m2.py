@@ -40,7 +40,7 @@ from torch import nn
 from dgm_lab.data.contract import labeled_mask
 from dgm_lab.errors import require
 from dgm_lab.metrics.likelihood import (
-    ACTIVE_UNIT_THRESHOLD,
+    active_unit_mask,
     bits_per_dim,
     gaussian_log_density,
     kl_to_standard_normal,
@@ -89,7 +89,7 @@ def active_code_units(m1: VAE, num_probes: int = ACTIVITY_PROBES) -> torch.Tenso
     if isinstance(m1.likelihood, Bernoulli):
         x = torch.bernoulli(x, generator=generator)  # M1 was trained on binary images
     means, _ = m1.encode(x.to(m1.device))
-    return torch.nonzero(means.double().var(dim=0) > ACTIVE_UNIT_THRESHOLD).flatten().cpu()
+    return torch.nonzero(active_unit_mask(means)).flatten().cpu()
 
 
 class M2(LikelihoodModule):
