@@ -187,6 +187,47 @@ def test_resume_continues_a_stopped_row_to_the_end_of_its_schedule(tmp_path):
     assert stored["value"] == done["metrics"]["test/nll_iwae"] and stored["run_folders"] == [str(run)]
 
 
+def test_resume_lengthens_a_completed_row_whose_config_now_trains_longer(tmp_path):
+    """vae_k1 finished 1,000 epochs 0.17 nats outside its tolerance: raising the row's max_epochs and
+    --resume continues that run from its last checkpoint (not from scratch), and the result carries
+    the row's new hash, so it is not stale; a row whose other settings changed too is not continued."""
+    tiny = ["data=digits", "trainer.max_time=null", "callbacks.image_samples.every_n_epochs=100",
+            "callbacks.progress_bar.refresh_rate=0"]
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    run = runs / "long"
+
+    def with_row(version: str, overrides: list[str]) -> list[str]:
+        """The arguments for row ``long`` as registry ``version`` of it defines it."""
+        (tmp_path / version).mkdir()
+        registry = _registry(tmp_path / version, {"long": _vae_row(overrides=tiny + overrides)})
+        return ["long", "--registry", str(registry), "--runs-dir", str(runs), "--results-dir", str(results)]
+
+    first = reproduce(*with_row("short", ["trainer.max_epochs=2"]))
+    assert first.returncode == 0, first.stderr[-3000:]
+    steps_per_epoch = 1437 // 100
+    assert json.loads((run / "summary.json").read_text())["global_step"] == 2 * steps_per_epoch
+
+    longer = with_row("longer", ["trainer.max_epochs=4"])
+    resumed = reproduce(*longer, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    done = json.loads((run / "summary.json").read_text())
+    assert done["status"] == "completed" and done["global_step"] == 4 * steps_per_epoch
+    assert done["timing"]["iterations"] == 2 * steps_per_epoch  # continued from epoch 2's checkpoint
+    sessions = json.loads((run / "reproduce.json").read_text())
+    assert sessions[-1]["command"] == f"dgm-train resume={run} trainer.max_epochs=4"
+    registry = load_registry(Path(longer[2]))
+    assert sessions[-1]["config_hash"] == row_hash(registry["long"], registry) != sessions[0]["config_hash"]
+    stored = read_result(results / "long.json")
+    assert stored["config_hash"] == sessions[-1]["config_hash"]  # not stale against the longer row
+    assert stored["value"] == done["metrics"]["test/nll_iwae"]
+
+    again = reproduce(*longer, "--resume")  # nothing more to train: the result is rewritten only
+    assert again.returncode == 0 and len(json.loads((run / "reproduce.json").read_text())) == 2
+    changed = reproduce(*with_row("changed", ["model.latent_dim=3", "trainer.max_epochs=6"]), "--resume")
+    assert changed.returncode == 0 and len(json.loads((run / "reproduce.json").read_text())) == 2
+    assert read_result(results / "long.json")["config_hash"] == sessions[-1]["config_hash"]  # shown stale
+
+
 def test_a_row_after_another_runs_that_row_first_and_trains_on_its_run_folder(tmp_path):
     """m1m2_mnist100 runs after m1_mnist: one command trains M1, then M1+M2 on M1's run folder; a
     second command reuses the completed M1 run instead of training it again."""

@@ -2,7 +2,8 @@
 
     dgm-reproduce vae_k1                 # the full run -> experiments/results/vae_k1.json
     dgm-reproduce vae_k1 --quick         # the same row on a tiny slice (smoke test)
-    dgm-reproduce vae_k1 --resume        # continue a stopped run in its folder (dgm-train resume=)
+    dgm-reproduce vae_k1 --resume        # continue a stopped run in its folder (dgm-train resume=),
+                                         # or a completed one whose row now trains longer (max_epochs raised)
     dgm-reproduce --list                 # rows and their status
     dgm-reproduce --table                # experiments/README.md from the stored results
 """
@@ -33,7 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Reproduce a published baseline (experiments/baselines.yaml) with one command.")
     p.add_argument("name", nargs="?", help="the registry row to run")
     p.add_argument("--quick", action="store_true", help="the row's shortened schedule on a tiny slice (smoke test)")
-    p.add_argument("--resume", action="store_true", help="continue the row's stopped run in its run folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the row's stopped run in its run folder, or its completed run when the row's "
+                        "config now only trains longer (trainer.max_epochs, max_steps or max_time raised)")
     p.add_argument("--list", action="store_true", help="print the rows and their status")
     p.add_argument("--table", action="store_true", help="regenerate the README table from the stored results")
     p.add_argument("--registry", type=Path, default=None, help="the registry file (default experiments/baselines.yaml)")

@@ -55,8 +55,10 @@ def config_hash(overrides: list[str]) -> str:
     return _hash(tuple(overrides))
 
 
-def row_hash(row: Row, rows: dict[str, Row]) -> str:
+def row_hash(row: Row, rows: dict[str, Row], extra: tuple[str, ...] = ()) -> str:
     """A row's config hash; for a row run ``after`` others, combined with theirs, so that a changed
-    M1 config shows the M1+M2 result as stale too."""
-    digests = [config_hash(r.train_overrides()) for r in [row, *upstream_rows(rows, row)]]
+    M1 config shows the M1+M2 result as stale too. ``extra``: overrides on top of the row's own
+    (the hash of the row as a run that changed a setting trained)."""
+    digests = [config_hash([*row.train_overrides(), *extra])]
+    digests += [config_hash(r.train_overrides()) for r in upstream_rows(rows, row)]
     return digests[0] if len(digests) == 1 else hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16]

@@ -21,11 +21,13 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
+
 from dgm_lab.config import CONF_DIR
 from dgm_lab.errors import ConfigError, UserError
 from dgm_lab.files import user_cache_dir, write_atomically
 from dgm_lab.reproduce import progress, provenance
-from dgm_lab.reproduce.config_hash import row_hash
+from dgm_lab.reproduce.config_hash import resolved_config, row_hash
 from dgm_lab.reproduce.registry import Row, upstream_rows
 from dgm_lab.run_folder import RunFolder
 
@@ -68,6 +70,45 @@ def check_runnable(row: Row) -> None:
 def _sessions(folder: Path) -> list[dict]:
     path = folder / SESSIONS
     return json.loads(path.read_text()) if path.exists() else []
+
+
+# The settings that only say how long a run trains: a completed run whose row now asks for more of
+# it is continued, not refused or retrained (ExponentialLR and the like do not depend on them).
+TRAINING_LENGTH = ("max_epochs", "max_steps", "max_time")
+
+
+def _recorded_hash(folder: Path) -> str | None:
+    """The config hash of the run in ``folder``: its last session's (None if no session recorded one)."""
+    return next((s["config_hash"] for s in reversed(_sessions(folder)) if s.get("config_hash")), None)
+
+
+def _override(key: str, value) -> str | None:
+    """``key=value`` as a Hydra override; None for a value a command line cannot carry (a mapping)."""
+    if value is None:
+        return f"{key}=null"
+    if isinstance(value, bool):
+        return f"{key}={str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"{key}={value}"
+    return f"{key}='{value}'" if isinstance(value, str) and "'" not in value else None
+
+
+def extension(row: Row, rows: dict[str, Row], folder: Path) -> list[str] | None:
+    """The ``trainer.*`` overrides that continue the completed run in ``folder`` when its row's config
+    now differs from the run's only in how long it trains (a raised max_epochs); None when nothing
+    is to be added, or when other settings changed too (the result is then stale, not continued)."""
+    recorded = _recorded_hash(folder)
+    config = RunFolder(folder).config
+    if recorded is None or not config.exists():
+        return None
+    ran = (yaml.safe_load(config.read_text()) or {}).get("trainer") or {}
+    wanted = resolved_config(list(row.train_overrides()))["trainer"]
+    changed = [key for key in TRAINING_LENGTH if wanted.get(key) != ran.get(key)]
+    as_ran = [_override(f"trainer.{key}", ran.get(key)) for key in changed]
+    more = [_override(f"trainer.{key}", wanted.get(key)) for key in changed]
+    if not changed or None in as_ran or None in more or row_hash(row, rows, tuple(as_ran)) != recorded:
+        return None
+    return more
 
 
 def _run_session(args: list[str], folder: Path, digest: str, poll_s: float) -> int:
@@ -120,10 +161,17 @@ def run_row(row: Row, runs_dir: Path, results_dir: Path, quick: bool = False, re
     for seed in seeds_of(row, quick):
         folder = run_folder(row, runs_dir, seed, quick)
         summary = RunFolder(folder).read_summary()
+        session_digest = digest
         if resume and summary is not None and summary.status == "completed":
-            continue
-        if resume and RunFolder(folder).config.exists():
+            longer = None if quick else extension(row, rows, folder)
+            if longer is None:
+                continue
+            print(f"[dgm-reproduce] {row.name}: the row now trains longer than {folder} did; continuing it with "
+                  f"{' '.join(longer)}", flush=True)
+            args = [f"resume={folder}", *longer]
+        elif resume and RunFolder(folder).config.exists():
             args = [f"resume={folder}"]
+            session_digest = _recorded_hash(folder) or digest  # a resume trains the run's own config, not an edited one
         elif RunFolder(folder).is_run() and not quick:
             raise UserError(f"{folder} already holds a run of {row.name!r}: continue it with --resume, or move it away "
                             "to start over.")
@@ -131,7 +179,7 @@ def run_row(row: Row, runs_dir: Path, results_dir: Path, quick: bool = False, re
             if quick and folder.exists():  # quick runs are scratch: each starts clean
                 shutil.rmtree(folder)
             args = [*row.command(seed, quick, upstream), f"hydra.run.dir={folder}"]
-        returncode = _run_session(args, folder, digest, poll_s)
+        returncode = _run_session(args, folder, session_digest, poll_s)
         if returncode:
             raise UserError(f"dgm-train exited with status {returncode} for {row.name!r} seed {seed}; its output is "
                             f"above and its run folder is {folder} (continue it with --resume).")
@@ -157,8 +205,9 @@ def _commits(sessions: list[dict]) -> dict:
 
 
 def write_result(row: Row, runs_dir: Path, results_dir: Path, quick: bool, digest: str) -> Path:
-    """``digest``: the row's config hash now; the hash recorded when the run started wins, so a
-    result never claims a config its run did not use."""
+    """``digest``: the row's config hash now; the hash its run last trained under wins (a continued
+    session records the run's own hash, a lengthened one the row's), so a result never claims a
+    config its run did not use."""
     per_seed, sessions, folders = {}, [], []
     for seed in seeds_of(row, quick):
         folder = run_folder(row, runs_dir, seed, quick)
@@ -181,7 +230,7 @@ def write_result(row: Row, runs_dir: Path, results_dir: Path, quick: bool, diges
     own_key = row.target.metric.replace("test/", "val/", 1)
     curve_key = next((key for key in (own_key, "val/elbo") if key in mean), None)
     result = {
-        "row": row.name, "quick": quick, "config_hash": next((s["config_hash"] for s in sessions if s.get("config_hash")), digest),
+        "row": row.name, "quick": quick, "config_hash": next((s["config_hash"] for s in reversed(sessions) if s.get("config_hash")), digest),
         "experiment": row.experiment,
         "value": mean.get(row.target.metric), "missing_metrics": missing, "metrics_mean": mean, "metrics_min": minimum, "metrics": per_seed,
         "targets": [{"metric": t.metric, "published": t.published, "direction": t.direction,
