@@ -175,6 +175,20 @@ def test_toy_mixtures_match_their_definition():
     assert torch.equal(Ring8DataModule(batch_size=8).load_splits()["val"][0], ring.splits["val"].images)
 
 
+def test_a_scaled_mixture_is_the_same_points_in_other_units_and_scores_the_same():
+    grid, scaled = Grid25DataModule(batch_size=8), Grid25DataModule(batch_size=8, scale=1 / 2.828)
+    grid.setup(), scaled.setup()
+    assert torch.allclose(scaled.splits["train"].images, grid.splits["train"].images / 2.828, atol=1e-6)
+    assert scaled.mode_std == pytest.approx(0.05 / 2.828) and scaled.fingerprint != grid.fingerprint
+    spread = grid.splits["test"].images * torch.tensor([1.0, 1.04])  # some points pushed off their mode
+    in_units, in_scaled_units = (mode_coverage(spread, grid.mode_centres, grid.mode_std),
+                                 mode_coverage(spread / 2.828, scaled.mode_centres, scaled.mode_std))
+    assert in_units.pop("histogram") == in_scaled_units.pop("histogram")
+    assert in_scaled_units == pytest.approx(in_units) and 0.3 < in_units["high_quality_frac"] < 0.9
+    with pytest.raises(ConfigError, match="data.scale must be positive"):
+        Grid25DataModule(batch_size=8, scale=0)
+
+
 def test_mode_coverage_counts_by_hand():
     centres = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
     points = torch.tensor([[0.05, 0.0],   # mode 0, within 3 * 0.02 = 0.06: high quality

@@ -46,7 +46,11 @@ class Toy2DDataModule(TensorDataModule):
 
     Args (besides TensorDataModule's batch_size, eval_batch_size, num_workers, train_subset):
         num_train, num_val, num_test: split sizes.
-        std: standard deviation of every mode.
+        std: standard deviation of every mode (before ``scale``).
+        scale: multiplies the centres and the std: the same mixture in other units. The WGAN-GP
+            authors trained their 25-Gaussian grid at 1/2.828 (about unit variance), which suits
+            networks at their initial scale; the mode-coverage scores are scale-free (a sample is
+            high quality within 3 std of a centre), so a scaled run compares with an unscaled one.
         seed: seed of the draw (the same points for every training seed).
         shuffle: shuffle the training points each epoch (false: fixed order, used by the
             DDP-equivalence test).
@@ -56,20 +60,25 @@ class Toy2DDataModule(TensorDataModule):
     image_shape = None  # points, not images: data_shape is [2]
 
     def __init__(self, num_train: int = 50_000, num_val: int = 2_500, num_test: int = 2_500,
-                 std: float | None = None, seed: int = DATA_SEED, shuffle: bool = True, **kwargs):
+                 std: float | None = None, scale: float = 1.0, seed: int = DATA_SEED, shuffle: bool = True,
+                 **kwargs):
         if kwargs.get("binarize", "none") != "none":
             raise ConfigError("2-D points cannot be binarized: leave data.binarize=none.")
         super().__init__(**kwargs)
         if min(num_train, num_val, num_test) < 1:
             raise ConfigError("data.num_train, data.num_val and data.num_test must be positive.")
         self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
-        self.mode_std = float(self.default_std if std is None else std)
-        if self.mode_std <= 0:
-            raise ConfigError(f"data.std must be positive, got {self.mode_std}.")
+        std = float(self.default_std if std is None else std)
+        if std <= 0:
+            raise ConfigError(f"data.std must be positive, got {std}.")
+        if not scale > 0:
+            raise ConfigError(f"data.scale must be positive, got {scale}.")
+        self.mode_std = std * scale
         self.seed, self.shuffle = seed, shuffle
-        self.mode_centres = self.centres()
+        self.mode_centres = self.centres() * scale
         self.num_classes = len(self.mode_centres)
-        self.fingerprint = f"{self.name} std={self.mode_std} seed={seed} sizes={num_train},{num_val},{num_test}"
+        scaled = "" if scale == 1 else f" scale={scale}"
+        self.fingerprint = f"{self.name} std={std}{scaled} seed={seed} sizes={num_train},{num_val},{num_test}"
 
     def centres(self) -> torch.Tensor:
         raise NotImplementedError
