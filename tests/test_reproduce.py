@@ -16,8 +16,10 @@ import yaml
 
 from dgm_lab.reproduce.config_hash import config_hash, row_hash
 from dgm_lab.reproduce.registry import load_registry
+from dgm_lab.reproduce.runner import _commits
 from dgm_lab.reproduce.status import read_result
 from dgm_lab.reproduce.table import BEGIN, END
+from dgm_lab.reproduce.table import _commits as table_commits
 from tests.inprocess import run_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,6 +89,16 @@ def test_a_result_names_the_commit_its_run_started_from(tmp_path, monkeypatch):
     assert stored["git_commit"] == "commit-at-start" and "git_commits" not in stored
     sessions = json.loads((tmp_path / "runs" / "vae_k1-quick" / "reproduce.json").read_text())
     assert [s["git_commit"] for s in sessions] == ["commit-at-start"]
+
+
+def test_a_row_continued_past_a_session_without_a_recorded_commit_says_so():
+    """vae_k1's first 1,000 epochs ran before sessions recorded their commit: its result names the
+    first commit known and lists the unrecorded one before it, and the table shows both."""
+    stored = _commits([{"session": 0}, {"session": 1, "git_commit": "b"}])
+    assert stored == {"git_commit": "b", "git_commits": ["unrecorded", "b"]}
+    assert table_commits(stored) == "commits `unrecorded`, then `b`"
+    assert _commits([{"git_commit": "a"}, {"git_commit": "a"}]) == {"git_commit": "a"}
+    assert table_commits({"git_commit": "a"}) == "commit `a`"
 
 
 def test_a_row_waiting_on_its_issue_is_one_sentence_and_exit_2(tmp_path):

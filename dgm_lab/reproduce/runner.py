@@ -34,6 +34,7 @@ from dgm_lab.run_folder import RunFolder
 REPO = Path(CONF_DIR).parent
 RESULTS = REPO / "experiments" / "results"
 SESSIONS = "reproduce.json"
+UNRECORDED = "unrecorded"  # a session from before reproduce.json recorded its commit
 
 
 def default_runs_dir() -> Path:
@@ -198,10 +199,13 @@ def _commits(sessions: list[dict]) -> dict:
     """``git_commit``: the commit the row's first session started from (a long row outlives edits
     to the tree, so the commit at its end would claim code it did not run); ``git_commits`` too
     when a continued row ran on more than one. Sessions recorded before this field: the commit now."""
-    commits = list(dict.fromkeys(s["git_commit"] for s in sessions if s.get("git_commit")))
-    if not commits:
+    commits = list(dict.fromkeys(s.get("git_commit") or UNRECORDED for s in sessions))
+    recorded = [c for c in commits if c != UNRECORDED]
+    if not recorded:
         return {"git_commit": provenance.git_commit(REPO)}
-    return {"git_commit": commits[0], **({"git_commits": commits} if len(commits) > 1 else {})}
+    # a row continued past a session from before the field: the first commit known, and the list
+    # says an earlier session's is not
+    return {"git_commit": recorded[0], **({"git_commits": commits} if len(commits) > 1 else {})}
 
 
 def write_result(row: Row, runs_dir: Path, results_dir: Path, quick: bool, digest: str) -> Path:

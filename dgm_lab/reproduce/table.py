@@ -47,6 +47,14 @@ def _gap(status: RowStatus) -> str:
     return "; ".join(_number(g, signed=True) for g in status.gaps) if status.gaps else "-"
 
 
+def _commits(result: dict) -> str:
+    """``commit `a```, or for a row continued over several commits ``commits `a`, then `b```."""
+    several = result.get("git_commits") or []
+    if len(several) > 1:
+        return "commits " + ", then ".join(f"`{c}`" for c in several)
+    return f"commit `{result.get('git_commit')}`"
+
+
 def _details(row: Row, status: RowStatus) -> list[str]:
     result = status.result
     lines = [f"**{row.name}**: {row.title}. {row.paper}, {row.table}; published value {row.source}."]
@@ -60,7 +68,7 @@ def _details(row: Row, status: RowStatus) -> list[str]:
         minimum = result.get("metrics_min", {})
         spread = ", ".join(f"{t.metric} min over seeds {_number(minimum.get(t.metric))}" for t in row.targets)
         lines.append(f"Result ({result.get('finished', '?')}): {result.get('wall_time_s', 0) / 60:.1f} min wall time on "
-                     f"{describe(result.get('hardware', {}))}; commit `{result.get('git_commit')}`, dgm-lab "
+                     f"{describe(result.get('hardware', {}))}; {_commits(result)}, dgm-lab "
                      f"{result.get('package_version')}, config hash `{result.get('config_hash')}`"
                      + (f"; {spread}" if len(result.get("seeds", [0])) > 1 else "") + ".")
         curve = (result.get("curve") or {}).get("points") or []
