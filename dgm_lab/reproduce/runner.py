@@ -78,9 +78,14 @@ def _sessions(folder: Path) -> list[dict]:
 TRAINING_LENGTH = ("max_epochs", "max_steps", "max_time")
 
 
+def _last_hash(sessions: list[dict]) -> str | None:
+    """The config hash the last of ``sessions`` to record one trained under (None if none did)."""
+    return next((s["config_hash"] for s in reversed(sessions) if s.get("config_hash")), None)
+
+
 def _recorded_hash(folder: Path) -> str | None:
-    """The config hash of the run in ``folder``: its last session's (None if no session recorded one)."""
-    return next((s["config_hash"] for s in reversed(_sessions(folder)) if s.get("config_hash")), None)
+    """The config hash of the run in ``folder``: its last session's."""
+    return _last_hash(_sessions(folder))
 
 
 def _override(key: str, value) -> str | None:
@@ -234,7 +239,7 @@ def write_result(row: Row, runs_dir: Path, results_dir: Path, quick: bool, diges
     own_key = row.target.metric.replace("test/", "val/", 1)
     curve_key = next((key for key in (own_key, "val/elbo") if key in mean), None)
     result = {
-        "row": row.name, "quick": quick, "config_hash": next((s["config_hash"] for s in reversed(sessions) if s.get("config_hash")), digest),
+        "row": row.name, "quick": quick, "config_hash": _last_hash(sessions) or digest,
         "experiment": row.experiment,
         "value": mean.get(row.target.metric), "missing_metrics": missing, "metrics_mean": mean, "metrics_min": minimum, "metrics": per_seed,
         "targets": [{"metric": t.metric, "published": t.published, "direction": t.direction,
