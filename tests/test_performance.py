@@ -126,3 +126,27 @@ def test_compile_through_dgm_train(tmp_path):
     """torch.compile on CPU: minutes of compilation on 2 cores, hence slow."""
     summary = train_run(tmp_path / "run", "model=vae", "trainer.compile=true", "trainer.limit_train_batches=3")
     assert summary["status"] == "completed" and summary["metrics"]["test/elbo"] < 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the switch applies only where CUDA sees no GPU")
+def test_optimizer_steps_stop_probing_nvml_where_there_is_no_gpu(monkeypatch):
+    """Lightning's NVML-based CUDA check made every Adam step try to load NVML again (0.1 ms each)."""
+    monkeypatch.setenv(performance.NVML_CHECK, "1")  # what importing Lightning sets
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    probes = []
+    probe = torch.cuda._raw_device_count_nvml
+    monkeypatch.setattr(torch.cuda, "_raw_device_count_nvml", lambda: probes.append(1) or probe())
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.Adam([weight])
+
+    def steps(count: int) -> int:
+        probes.clear()
+        for _ in range(count):
+            weight.grad = torch.ones(3)
+            optimizer.step()
+        return len(probes)
+
+    assert steps(3) == 3  # one NVML attempt per step
+    assert performance.cheap_cuda_check_without_gpu() is True
+    assert steps(3) == 0 and not torch.cuda.is_available()
+    assert performance.cheap_cuda_check_without_gpu() is False  # already switched: nothing to do
