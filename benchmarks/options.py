@@ -30,7 +30,7 @@ SMOKE = {"vae_mlp": [["+optimizer.fused=true", "trainer.channels_last=true", "tr
 
 
 # networks whose Adam steps are timed under both CUDA checks: (case, overrides, optimizer steps per training step)
-CUDA_CHECK_CASES = {"vae_mlp": (["model=vae", "data=digits"], 1),
+CUDA_CHECK_CASES = {"vae_mlp_digits": (["model=vae", "data=digits"], 1),
                     "wgan_gp_grid25": (["experiment=wgan_gp_modes", "data=grid25", "model.generator.hidden=[256,256]",
                                         "model.discriminator.hidden=[256,256]"], 6)}
 
@@ -43,7 +43,10 @@ def adam_steps(parameters: list[torch.nn.Parameter], check: str, count: int) -> 
     try:
         return seconds(lambda: [optimizer.step() for _ in range(count)])()
     finally:
-        os.environ[NVML_CHECK] = previous if previous is not None else "0"
+        if previous is None:
+            os.environ.pop(NVML_CHECK)
+        else:
+            os.environ[NVML_CHECK] = previous
 
 
 def cuda_check(smoke: bool, repeats: int) -> list[dict]:
