@@ -50,6 +50,9 @@ CASES = {
                      ["model=conv_vae_rgb", "data=digits", "data.batch_size=64", "model.encoder.channels=8",
                       "model.decoder.channels=8", "model.encoder.hidden=32", "model.decoder.hidden=32"]),
 }
+# The small models whose ratio is above 1.05: also fitted by a bare Lightning Trainer, which splits
+# their overhead into Lightning's loop and dgm-lab's callbacks, logger and progress bar.
+BARE_CASES = ("vae_mlp", "rbm_cd1")
 PURE = ["trainer.limit_val_batches=0", "callbacks.image_samples=null", "callbacks.weight_filters=null",
         "callbacks.model_checkpoint=null", "+trainer.enable_checkpointing=false"]
 # A GAN on MNIST-like data picks its best checkpoint by an automatic LeNet FID at each validation
@@ -194,12 +197,24 @@ class Interleave(pl.Callback):
         self.lightning.append(self.clock() - self._start)
 
 
+def bare_trainer(cfg: DictConfig, interleave: Interleave) -> pl.Trainer:
+    """A plain Lightning Trainer for a pure-step epoch: no logger, checkpoint, progress bar,
+    summary, validation or dgm-lab callback; only the timing callback."""
+    return pl.Trainer(accelerator=cfg.trainer.accelerator, devices=1, max_epochs=cfg.trainer.max_epochs,
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_val_batches=0, callbacks=[interleave])
+
+
 def measure(overrides: list[str], epochs: int, whole_epoch: bool, framework_overrides: list[str] = (),
-            hand_options: dict | None = None, clock=clock) -> dict:
+            hand_options: dict | None = None, clock=clock, bare_lightning: bool = False) -> dict:
     """Alternating Lightning and hand-written epochs; the first pair is warm-up. Costs are ms per
     step. ``framework_overrides`` go to the dgm-lab side only (the options under test);
     ``hand_options`` (device, amp, channels_last) set up the hand-written side; ``clock`` is CPU
-    time unless given (a GPU run passes a synchronizing wall clock)."""
+    time unless given (a GPU run passes a synchronizing wall clock). ``bare_lightning`` fits the
+    same LightningModule with ``bare_trainer`` instead of dgm-train's Trainer: what Lightning's
+    loop costs by itself, so that the rest of the dgm-lab ratio is dgm-lab's own."""
+    if bare_lightning and whole_epoch:
+        raise ValueError("bare_lightning measures pure steps: a bare Trainer has no validation, checkpoint or grid.")
     with tempfile.TemporaryDirectory() as tmp, quiet():
         cfg = compose_config([*overrides, *(WHOLE if whole_epoch else PURE), f"trainer.max_epochs={epochs}"], tmp)
         hand = HandLoop(cfg.copy(), whole_epoch, Path(tmp), **(hand_options or {}))
@@ -211,8 +226,11 @@ def measure(overrides: list[str], epochs: int, whole_epoch: bool, framework_over
         model = builders.build_model(framework_cfg)
         builders.apply_performance_options(framework_cfg, model)
         interleave = Interleave(hand, clock)
-        callbacks = [*builders.build_callbacks(framework_cfg, model, datamodule), interleave]
-        trainer = builders.build_trainer(framework_cfg, callbacks, builders.build_loggers(framework_cfg))
+        if bare_lightning:
+            trainer = bare_trainer(framework_cfg, interleave)
+        else:
+            callbacks = [*builders.build_callbacks(framework_cfg, model, datamodule), interleave]
+            trainer = builders.build_trainer(framework_cfg, callbacks, builders.build_loggers(framework_cfg))
         trainer.fit(model, datamodule=datamodule)
         steps = hand.steps // epochs
         if trainer.num_training_batches != steps:
@@ -231,6 +249,12 @@ def run(smoke: bool, repeats: int) -> list[dict]:
             result = measure(overrides, repeats + 1, whole)
             rows.append(row("training step", f"{name}: {kind}", "dgm-lab (Lightning fit)", "hand-written loop",
                             "CPU ms/step", result, note=" ".join(overrides)))
+            print(_line(rows[-1]), flush=True)
+        if name in BARE_CASES:
+            result = measure(overrides, repeats + 1, False, bare_lightning=True)
+            rows.append(row("training step", f"{name}: pure step, bare Lightning", "the same LightningModule, "
+                            "plain pl.Trainer", "hand-written loop", "CPU ms/step", result,
+                            note="Lightning's own loop: no dgm-lab callback, logger, checkpoint or progress bar"))
             print(_line(rows[-1]), flush=True)
     return rows
 

@@ -65,3 +65,14 @@ def test_stop_finds_nan_gradients_behind_a_finite_loss_in_the_weights(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr and "the training loss or the weights became NaN or infinite by step 4" in last, last
     assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_stop_names_the_first_bad_step_between_two_checks(tmp_path):
+    """The losses since the last check are tested together at the next one: the sentence still
+    names the first bad step, not the check's."""
+    run = tmp_path / "run"
+    result = faulty_train("3,4", "trainer.nan_policy=stop", "callbacks.divergence_guard.check_every_n_steps=6",
+                          f"hydra.run.dir={run}")
+    assert result.returncode == 3, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr and "the training loss became NaN at step 3;" in last, last
