@@ -106,6 +106,66 @@ def test_sampling_uses_ema_weights_unless_told_otherwise():
     assert set(k.split(".")[0] for k in gan.state_dict()) == {"generator", "discriminator", "generator_ema"}
 
 
+@pytest.mark.parametrize("num_classes", [0, 3])
+def test_ema_generator_normalizes_with_the_statistics_of_its_own_weights(num_classes):
+    """The averaged weights' activations differ from the trained generator's: sampling in eval
+    mode with the EMA's re-estimated statistics matches normalizing a large batch by its own
+    statistics (train mode); the trained generator's statistics, copied as an earlier version
+    did, do not."""
+    torch.manual_seed(0)
+    gan = GAN(generator=functools.partial(MLPGenerator, hidden=[32], batch_norm=True),
+              discriminator=functools.partial(MLPDiscriminator, hidden=[16]),
+              optimizer=functools.partial(torch.optim.Adam, lr=1e-3), data_shape=[2], num_classes=num_classes,
+              latent_dim=4, conditional=num_classes > 0, ema={"decay": 0.9, "warmup": False})
+    gan.generator.train()
+    with torch.no_grad():
+        for p in gan.generator.parameters():
+            p.mul_(6.0)
+        for _ in range(20):  # the trained generator's running statistics, on its own weights
+            gan.generator(torch.randn(64, 4), torch.randint(0, 3, (64,)) if num_classes else None)
+    gan.generator_steps = 1  # past start_step: an average, not a copy
+    gan.update_ema()  # EMA weights: 1.5 times the initial ones, the trained generator's 6 times
+
+    z = torch.randn(4096, 4, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(4096) % 3 if num_classes else None
+
+    def relative_error() -> float:
+        net = gan.sampling_generator()
+        with torch.no_grad():
+            net.eval()
+            sampled = net(z, labels)
+            net.train()
+            batch_normalized = net(z, labels)
+        return float((sampled - batch_normalized).abs().mean() / batch_normalized.abs().mean())
+
+    own = relative_error()
+    with torch.no_grad():
+        for ema_buffer, buffer in zip(gan.generator_ema.buffers(), gan.generator.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
+    copied = relative_error()  # not re-estimated: the weights have not moved since
+    assert own < 0.05 and copied > 4 * own, (own, copied)
+
+
+def test_ema_statistics_are_refreshed_once_per_update_and_saved_with_the_weights():
+    gan = make_gan(num_classes=0, ema={"decay": 0.5})
+    assert not gan._ema_statistics_stale  # no batch norm: nothing to estimate
+    gan = GAN(generator=functools.partial(MLPGenerator, hidden=[8], batch_norm=True),
+              discriminator=functools.partial(MLPDiscriminator, hidden=[8]),
+              optimizer=functools.partial(torch.optim.Adam, lr=1e-3), data_shape=[2], num_classes=0, latent_dim=4)
+    gan.sampling_generator()
+    first = gan.generator_ema.net[1].running_mean.clone()
+    gan.generator_ema.net[1].running_mean.add_(1.0)
+    gan.sampling_generator()  # the weights have not moved since: kept
+    assert torch.equal(gan.generator_ema.net[1].running_mean, first + 1.0)
+    with torch.no_grad():
+        gan.generator.net[0].weight.mul_(2.0)
+    gan.update_ema()
+    checkpoint = {"state_dict": {k: v.clone() for k, v in gan.state_dict().items()}}
+    gan.on_save_checkpoint(checkpoint)  # re-estimated, and written into the state dict Lightning took
+    saved = checkpoint["state_dict"]["generator_ema.net.1.running_mean"]
+    assert torch.equal(saved, gan.generator_ema.net[1].running_mean) and not torch.equal(saved, first + 1.0)
+
+
 def test_ema_disabled_samples_from_the_trained_generator():
     gan = make_gan(num_classes=0, ema={"enabled": False})
     assert gan.generator_ema is None and gan.sampling_generator() is gan.generator

@@ -17,7 +17,12 @@ class EMAConfig(ModelSettings):
     With ``warmup`` the decay at generator iteration t is min(decay, (1 + t) / (10 + t)), the usual
     warm-up (TensorFlow's ExponentialMovingAverage with num_updates): the average forgets its
     random initialisation within the first few hundred iterations instead of the 1 / (1 - decay)
-    = 1,000 a constant 0.999 needs, so short runs sample a trained generator, not noise."""
+    = 1,000 a constant 0.999 needs, so short runs sample a trained generator, not noise.
+
+    A generator with batch norm normalizes with running statistics when it samples. The trained
+    generator's statistics describe its own activations, not the averaged weights': the EMA
+    generator estimates its own from a few fixed noise batches whenever its weights have moved
+    since (at sampling and checkpoint time; ``GAN.refresh_ema_statistics``)."""
 
     key_prefix = "model.ema."
     enabled: bool = True
