@@ -7,6 +7,8 @@ start of every Lightning epoch, outside the Lightning epoch's timing, so each pa
 machine load. ``pure`` epochs have no validation, checkpoint or sample grid (the cost per optimizer
 step); ``epoch`` epochs are what a run does every epoch: validation (two batches of the eval batch
 size on both sides), a checkpoint and the sample grids, which the hand-written loop also writes.
+The small models (``BARE_CASES``) are also fitted by a bare Lightning Trainer (``bare_trainer``):
+their ratio then splits into what Lightning's loop costs and what dgm-lab's Trainer adds.
 """
 
 from __future__ import annotations
