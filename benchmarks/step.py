@@ -133,10 +133,10 @@ class HandLoop:
             fake = model.generator(torch.randn(len(reals[0]), model.latent_dim, device=self.device), None)
             model.loss.generator(model.discriminator(fake, None).float()).backward()
             g_opt.step()
-            if model.generator_ema is not None:
-                with torch.no_grad():
-                    torch._foreach_lerp_(list(model.generator_ema.parameters()), list(model.generator.parameters()),
-                                         1.0 - model.ema_decay)
+            # the model's own EMA update: the same average and, for a generator with batch norm, the
+            # same re-estimate of its statistics before validation samples from it (as dgm-lab does)
+            model.generator_steps += 1
+            model.update_ema()
         elif isinstance(model, BoltzmannModule):
             model.rbm.contrastive_divergence(model.to_visible(x), model.cd_k, model.persistent)
             self.optimizers[0].step()
@@ -147,27 +147,11 @@ class HandLoop:
             self.optimizers[0].step()
 
     @torch.no_grad()
-    def estimate_ema_statistics(self, model: GAN) -> None:
-        """The batch-norm statistics of the averaged generator, from its own activations on 8 x 128
-        noise draws, as dgm-lab does before the EMA generator samples (the same work on both sides)."""
-        norms = [m for m in model.generator_ema.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None  # a cumulative mean over the draws
-        model.generator_ema.train()
-        for _ in range(8):
-            model.generator_ema(torch.randn(128, model.latent_dim, device=self.device), None)
-        for norm in norms:
-            norm.momentum = 0.1
-
-    @torch.no_grad()
     def validation(self) -> None:
         """What a user's loop does every epoch: a validation pass, a checkpoint, a sample grid."""
         from torchvision.utils import save_image
 
         model = self.model
-        if isinstance(model, GAN) and model.generator_ema is not None:
-            self.estimate_ema_statistics(model)
         model.eval()
         for start in range(0, len(self.val), self.eval_batch):
             x = self.val[start : start + self.eval_batch]

@@ -109,7 +109,9 @@ class GAN(GenerativeModule):
                 "the gradient penalty is per example and batch norm mixes examples: set model.discriminator.norm=none.")
         # Holds both weight sets in every checkpoint; never trained, so DDP ignores it.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if self.ema_enabled else None
-        self._ema_statistics_stale = self.ema_enabled and has_batch_norm(self.generator_ema)
+        # batch norm in the EMA generator: its statistics are re-estimated after each update
+        self._ema_has_batch_norm = self.ema_enabled and has_batch_norm(self.generator_ema)
+        self._ema_statistics_stale = self._ema_has_batch_norm
         self.generator_steps = 0
         self._noise: torch.Generator | None = None
         self._noise_state: torch.Tensor | None = None  # restored from a checkpoint
@@ -252,7 +254,7 @@ class GAN(GenerativeModule):
         decay = self.current_ema_decay()
         ema_params, params = list(self.generator_ema.parameters()), list(self.generator.parameters())
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-        self._ema_statistics_stale = has_batch_norm(self.generator_ema)
+        self._ema_statistics_stale = self._ema_has_batch_norm
 
     @torch.no_grad()
     def refresh_ema_statistics(self) -> None:
@@ -363,11 +365,11 @@ class GAN(GenerativeModule):
     # -- checkpoints --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the statistics in the file belong to the weights in it: Lightning took the state dict before
-        # this hook, so the refreshed ones are written into it (a no-op after a validation's samples)
-        if self.generator_ema is not None:
+        # this hook, so the re-estimated buffers are written into it (nothing to do after a validation)
+        if self._ema_statistics_stale:
             self.refresh_ema_statistics()
             checkpoint["state_dict"].update({f"generator_ema.{k}": v.detach().clone()
-                                             for k, v in self.generator_ema.state_dict().items()})
+                                             for k, v in self.generator_ema.named_buffers()})
         super().on_save_checkpoint(checkpoint)
         checkpoint["gan"] = {"generator_steps": self.generator_steps,
                              "noise_rng": self.noise_generator().get_state()}
@@ -377,5 +379,5 @@ class GAN(GenerativeModule):
         state = checkpoint.get("gan", {})
         self.generator_steps = int(state.get("generator_steps", 0))
         # a checkpoint of an earlier version copied the trained generator's statistics: estimate the EMA's own
-        self._ema_statistics_stale = self.generator_ema is not None and has_batch_norm(self.generator_ema)
+        self._ema_statistics_stale = self._ema_has_batch_norm
         self._noise, self._noise_state = None, state.get("noise_rng")
